@@ -1,0 +1,1 @@
+"""The worker runtime: claim a task, keep its lease, watch for cancel, run it, hand it back."""

@@ -1,0 +1,50 @@
+"""`build_server`: an `mcp` low-level `Server` whose task-augmented tool calls run on workers.
+
+It serves the tools of one `ToolRegistry` on the 2025-11-25 wire with our own handlers on the
+SDK's public extension points (request handlers, response routers), none of the SDK's
+in-process task machinery: any replica built this way over the same Redis is interchangeable.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.lowlevel import Server
+
+from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.registry import ToolRegistry
+from mcp_tasks_redis.mcp_v1 import task_requests, tools
+from mcp_tasks_redis.mcp_v1.state import ServerState
+
+
+def build_server(
+    registry: ToolRegistry,
+    engine: TaskEngine,
+    *,
+    max_argument_bytes: int = 1_000_000,
+    progress_min_interval: float = 0.1,
+) -> Server[Any, Any]:
+    state_box: list[ServerState] = []
+
+    @asynccontextmanager
+    async def lifespan(_: Server[Any, Any]) -> AsyncIterator[ServerState]:
+        # Runs once per session (stdio) or per HTTP session: shared state is closed by the host.
+        yield state_box[0]
+
+    server: Server[Any, Any] = Server(
+        registry.name, version=registry.version, instructions=registry.instructions, lifespan=lifespan
+    )
+    state = ServerState(engine, registry, server, max_argument_bytes=max_argument_bytes,
+                        progress_min_interval=progress_min_interval)
+    state_box.append(state)
+    tools.register(state)
+    task_requests.register(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # Touching `experimental` makes the server advertise the tasks capability for the
+        # handlers registered above; enable_tasks is deliberately not called.
+        _ = server.experimental
+    return server
