@@ -181,6 +181,6 @@ class TaskWorker(Worker):
         log.info("task %s finished", task_id, extra=extra)
 
     async def close(self) -> None:
-        await super().close()
         with contextlib.suppress(Exception):
             await self.engine.redis.delete(self.engine.keys.worker(self.worker_id))
+        await super().close()
