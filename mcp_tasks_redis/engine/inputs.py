@@ -10,11 +10,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from mcp_tasks_redis.engine.connection import RedisConnection
 from mcp_tasks_redis.engine.errors import InvalidTaskId
 from mcp_tasks_redis.engine.keys import is_valid_task_id
 from mcp_tasks_redis.engine.record import TaskRecord
 from mcp_tasks_redis.engine.tasks import to_json
+
+# redis-py's ConnectionError and TimeoutError are not the builtin ones.
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class Inputs:
@@ -78,7 +84,7 @@ class Inputs:
 
         try:
             return await pipe.execute()  # type: ignore[no-any-return]
-        except (ConnectionError, TimeoutError, OSError) as e:
+        except _UNREACHABLE as e:
             raise RedisUnavailable(self.conn.url, e) from e
 
 
@@ -117,7 +123,7 @@ class Inbox:
         pipe.delete(key)
         try:
             raw, _ = await pipe.execute()
-        except (ConnectionError, TimeoutError, OSError) as e:
+        except _UNREACHABLE as e:
             from mcp_tasks_redis.engine.errors import RedisUnavailable
 
             raise RedisUnavailable(self.conn.url, e) from e

@@ -7,14 +7,6 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- All keys of a task expire at the same instant, recorded in the record's `expires` field.
-local function expire_task(at)
-  redis.call('HSET', KEYS[1], 'expires', at)
-  for i = 1, 5 do
-    redis.call('PEXPIREAT', KEYS[i], at)
-  end
-end
-
 -- Shared sorted sets (indexes, active set, queue) live as long as their longest-lived member.
 local function keep_until(key, at)
   local pttl = redis.call('PTTL', key)
@@ -22,6 +14,24 @@ local function keep_until(key, at)
   if pttl == -1 or now_ms() + pttl < at then
     redis.call('PEXPIREAT', key, at)
   end
+end
+
+-- All keys of a task expire at the same instant, recorded in the record's `expires` field.
+-- The listing indexes that hold the task are extended with it, or a task that finishes (or runs)
+-- past its creation-time expiry would vanish from listings while it can still be fetched.
+local function expire_task(at)
+  redis.call('HSET', KEYS[1], 'expires', at)
+  for i = 1, 5 do
+    redis.call('PEXPIREAT', KEYS[i], at)
+  end
+  local id = redis.call('HGET', KEYS[1], 'id')
+  if not id then return end
+  local ns = string.sub(KEYS[1], 1, #KEYS[1] - #id - #':task:')
+  keep_until(ns .. ':index', at)
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if owner then keep_until(ns .. ':index:owner:' .. owner, at) end
+  local session = redis.call('HGET', KEYS[1], 'session')
+  if session then keep_until(ns .. ':index:session:' .. session, at) end
 end
 
 local function fields(key)
