@@ -5,7 +5,7 @@ and script refusals onto the engine's exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -58,7 +58,8 @@ def connect(url: str, **options: Any) -> aioredis.Redis:
 
 
 def describe_url(client: aioredis.Redis) -> str:
-    kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
+    pool: Any = client.connection_pool
+    kwargs = cast(dict[str, Any], pool.connection_kwargs)
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
     return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

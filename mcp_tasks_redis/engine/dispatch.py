@@ -21,6 +21,13 @@ ARQ_RESULT_PREFIX = "arq:result:"
 JOB_FUNCTION = "mcp_tasks_redis.run_task"
 
 
+def in_progress_lock_ms(max_ttl_ms: int) -> int:
+    """How long arq's in-progress lock on a picked-up job lasts. The worker sets arq's job timeout
+    to the longest TTL (so that arq never kills a tool), and arq keeps the lock for the longest job
+    timeout + 10 s; the reaper reads the lock's age from its remaining time to live."""
+    return max_ttl_ms + 10_000
+
+
 def job_payload(task_id: str) -> str:
     """The job as arq's worker expects it: ``{t, f, a, k, et}``, JSON-encoded."""
     return json.dumps({"t": None, "f": JOB_FUNCTION, "a": [task_id], "k": {}, "et": 0})

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -60,11 +60,13 @@ class EventHub:
     def __init__(self, redis: aioredis.Redis) -> None:
         # A dedicated client: the pub/sub connection must not run health-check PINGs that would
         # read from the socket concurrently with the reader task.
-        kwargs = dict(redis.connection_pool.connection_kwargs)
-        kwargs["health_check_interval"] = 0
-        self._client = aioredis.Redis(connection_pool=aioredis.ConnectionPool(
-            connection_class=redis.connection_pool.connection_class, **kwargs))
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        pool: Any = redis.connection_pool
+        kwargs: dict[str, Any] = {**pool.connection_kwargs, "health_check_interval": 0}
+        # redis-py's pub/sub API is loosely typed; it is kept behind this class as Any.
+        self._client: Any = aioredis.Redis(
+            connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+        self._pubsub: Any = self._client.pubsub(ignore_subscribe_messages=True)
         self._watches: dict[str, set[Watch]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -72,7 +74,7 @@ class EventHub:
         self._connected = False
 
     @contextlib.asynccontextmanager
-    async def watch(self, channel: str) -> AsyncIterator[Watch]:
+    async def watch(self, channel: str) -> AsyncGenerator[Watch]:
         """Subscribe (if nobody in this process already is) and yield a Watch of the channel."""
         watch = Watch(channel)
         await self._add(watch)

@@ -118,7 +118,7 @@ class Inbox:
 
     async def clear(self, task_id: str) -> list[dict[str, Any]]:
         key = self.conn.keys.inbox(task_id)
-        pipe = self.conn.redis.pipeline(transaction=True)
+        pipe: Any = self.conn.redis.pipeline(transaction=True)
         pipe.lrange(key, 0, -1)
         pipe.delete(key)
         try:

@@ -11,11 +11,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mcp_tasks_redis.engine.connection import RedisConnection
-from mcp_tasks_redis.engine.dispatch import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, job_payload
+from mcp_tasks_redis.engine.dispatch import (
+    ARQ_IN_PROGRESS_PREFIX,
+    ARQ_JOB_PREFIX,
+    in_progress_lock_ms,
+    job_payload,
+)
 from mcp_tasks_redis.engine.record import TaskRecord
 
 ClaimOutcome = Literal["run", "terminal", "missing", "held", "exhausted"]
-ReapOutcome = Literal["gone", "terminal", "alive", "failed", "requeued", "expired", "waiting"]
+ReapOutcome = Literal[
+    "gone", "terminal", "alive", "failed", "requeued", "redelivered", "picked", "expired", "waiting"
+]
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ class Leases:
             self.conn.scripts.reap,
             [*self._keys(task_id), keys.queue, ARQ_IN_PROGRESS_PREFIX + task_id, ARQ_JOB_PREFIX + task_id],
             [task_id, limits.grace_ms, keys.channel(task_id), limits.event_stream_len, keys.wake_channel,
-             job_payload(task_id), limits.lease_ms],
+             job_payload(task_id), limits.lease_ms, in_progress_lock_ms(limits.max_ttl_ms)],
             task_id=task_id,
         )
         return _text(outcome)  # type: ignore[return-value]

@@ -107,6 +107,7 @@ class Tasks:
                 limits.grace_ms,
                 job_payload(task_id) if dispatch else "",
                 keys.wake_channel,
+                limits.lease_ms,
                 *pairs,
             ],
             task_id=task_id,

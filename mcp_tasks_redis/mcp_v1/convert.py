@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, cast
 
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.types import CallToolResult, ContentBlock, ErrorData, Task, TextContent
@@ -43,11 +43,10 @@ def to_call_tool_result(value: Any) -> CallToolResult:
     if isinstance(value, CallToolResult):
         return value
     if isinstance(value, ToolResult):
-        structured = value.structured
-        text = value.text if value.text is not None else _json_text(structured)
+        text = value.text if value.text is not None else _json_text(value.structured)
         return CallToolResult(
             content=[TextContent(type="text", text=text)] if text is not None else [],
-            structuredContent=structured,
+            structuredContent=value.structured,
             isError=value.is_error,
         )
     if value is None:
@@ -59,14 +58,16 @@ def to_call_tool_result(value: Any) -> CallToolResult:
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     if isinstance(value, dict):
-        structured: dict[str, Any] = {str(k): v for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+        mapping = cast(dict[Any, Any], value)
+        structured: dict[str, Any] = {str(k): v for k, v in mapping.items()}
         return CallToolResult(
             content=[TextContent(type="text", text=_json_text(structured) or "")],
             structuredContent=structured,
         )
     if isinstance(value, list | tuple):
         try:
-            return CallToolResult(content=[_CONTENT.validate_python(item) for item in value])  # pyright: ignore[reportUnknownVariableType]
+            items: list[Any] = list(value)  # pyright: ignore[reportUnknownArgumentType]
+            return CallToolResult(content=[_CONTENT.validate_python(item) for item in items])
         except ValueError:
             pass
     return CallToolResult(content=[TextContent(type="text", text=_json_text(value) or "")])

@@ -11,13 +11,18 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.provider import TokenVerifier
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -64,13 +69,34 @@ async def serve_stdio(registry: ToolRegistry, settings: Settings) -> None:
         await engine.close()
 
 
-def http_app(registry: ToolRegistry, engine: TaskEngine, settings: Settings, *, path: str = "/mcp") -> Starlette:
-    """A Starlette app serving MCP at ``path`` (stateful sessions) and ``/health``."""
+def http_app(
+    registry: ToolRegistry,
+    engine: TaskEngine,
+    settings: Settings,
+    *,
+    path: str = "/mcp",
+    token_verifier: TokenVerifier | None = None,
+    required_scopes: list[str] | None = None,
+) -> Starlette:
+    """A Starlette app serving MCP at ``path`` (stateful sessions) and ``/health``.
+
+    With a ``token_verifier``, every MCP request needs a valid bearer token (the SDK's auth
+    middleware), and tasks are bound to the token's issuer, client id and subject.
+    """
     server = server_from(registry, engine, settings)
     manager = StreamableHTTPSessionManager(app=server)
 
     async def handle_mcp(scope: Scope, receive: Receive, send: Send) -> None:
         await manager.handle_request(scope, receive, send)
+
+    mcp_endpoint: Any = handle_mcp
+    middleware: list[Middleware] = []
+    if token_verifier is not None:
+        mcp_endpoint = RequireAuthMiddleware(handle_mcp, required_scopes or [])
+        middleware = [
+            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(token_verifier)),
+            Middleware(AuthContextMiddleware),
+        ]
 
     async def health(_: Request) -> JSONResponse:
         try:
@@ -80,20 +106,22 @@ def http_app(registry: ToolRegistry, engine: TaskEngine, settings: Settings, *, 
         return JSONResponse({"status": "ok", "tools": registry.names()})
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: Starlette) -> AsyncGenerator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             async with manager.run():
                 yield
 
-    return Starlette(routes=[Route("/health", health), Mount(path, app=handle_mcp)], lifespan=lifespan)
+    return Starlette(routes=[Route("/health", health), Mount(path, app=mcp_endpoint)], middleware=middleware,
+                     lifespan=lifespan)
 
 
-async def serve_http(registry: ToolRegistry, settings: Settings) -> None:
+async def serve_http(registry: ToolRegistry, settings: Settings, *,
+                     token_verifier: TokenVerifier | None = None) -> None:
     import uvicorn
 
     engine = engine_from(settings)
-    app = http_app(registry, engine, settings)
+    app = http_app(registry, engine, settings, token_verifier=token_verifier)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
     try:
         await uvicorn.Server(config).serve()

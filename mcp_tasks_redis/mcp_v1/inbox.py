@@ -32,7 +32,8 @@ def parse_input_request_id(request_id: object) -> tuple[str, str] | None:
 
 def queued_input_request(task_id: str, key: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
     """The inbox entry for one input request, in `RedisTaskMessageQueue`'s JSON layout."""
-    meta = {**(params.get("_meta") or {}), **related_task_meta(task_id)}
+    given: dict[str, Any] = params.get("_meta") or {}
+    meta = {**given, **related_task_meta(task_id)}
     request_id = input_request_id(task_id, key)
     return {
         "type": "request",

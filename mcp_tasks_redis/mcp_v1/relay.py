@@ -58,6 +58,9 @@ class NotificationRelay:
         try:
             async with engine.events.watch(engine.keys.channel(task_id)) as watch:
                 last = "0-0" if from_start else await self._stream_end(stream)
+                # notifications/progress MUST increase, but a re-run after a lost worker reports
+                # from 0 again: only progress above the highest already relayed goes out.
+                floor = None if from_start or record.progress is None else record.progress.progress
                 while True:
                     entries: list[tuple[bytes, dict[bytes, bytes]]] = await engine.redis.xrange(
                         stream, min=f"({last}", max="+"
@@ -65,6 +68,13 @@ class NotificationRelay:
                     for entry_id, fields in entries:
                         last = entry_id.decode()
                         event: dict[str, Any] = json.loads(fields[b"e"])
+                        if event.get("type") == "progress":
+                            reported: dict[str, Any] = event.get("progress") or {}
+                            value = reported.get("progress")
+                            if isinstance(value, int | float):
+                                if floor is not None and value <= floor:
+                                    continue
+                                floor = value
                         await self._send(session, record, event)
                         if event.get("type") == "status" and event.get("status") in TERMINAL_STATUSES:
                             return

@@ -8,7 +8,7 @@ in-process task machinery: any replica built this way over the same Redis is int
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,7 +30,7 @@ def build_server(
     state_box: list[ServerState] = []
 
     @asynccontextmanager
-    async def lifespan(_: Server[Any, Any]) -> AsyncIterator[ServerState]:
+    async def lifespan(_: Server[Any, Any]) -> AsyncGenerator[ServerState]:
         # Runs once per session (stdio) or per HTTP session: shared state is closed by the host.
         yield state_box[0]
 
@@ -46,5 +46,5 @@ def build_server(
         warnings.simplefilter("ignore", DeprecationWarning)
         # Touching `experimental` makes the server advertise the tasks capability for the
         # handlers registered above; enable_tasks is deliberately not called.
-        _ = server.experimental
+        _ = server.experimental  # pyright: ignore[reportDeprecated]
     return server

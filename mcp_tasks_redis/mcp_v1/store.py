@@ -22,26 +22,14 @@ from pydantic import ValidationError
 from mcp_tasks_redis.engine.connection import TaskLimits, connect
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import NotSerializable, TaskNotFound
-from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
+from mcp_tasks_redis.engine.record import TaskStatus
 from mcp_tasks_redis.engine.tasks import ListScope
+from mcp_tasks_redis.mcp_v1.convert import to_task as to_wire_task
 
 __all__ = ["NUDGE_EVENT", "RedisTaskStore", "result_from_json", "result_to_json", "to_wire_task"]
 
 # Published by notify_update: wakes every wait_for_update on the task, in every process.
 NUDGE_EVENT = "nudge"
-
-
-def to_wire_task(record: TaskRecord) -> Task:
-    """The 2025-11-25 `Task` shape of an engine record (the reported ttl is the clamped one)."""
-    return Task(
-        taskId=record.task_id,
-        status=record.status.value,
-        statusMessage=record.status_message,
-        createdAt=record.created_at,
-        lastUpdatedAt=record.updated_at,
-        ttl=record.ttl_ms,
-        pollInterval=record.poll_interval_ms,
-    )
 
 
 def result_to_json(result: Result) -> dict[str, Any]:
@@ -84,7 +72,12 @@ class RedisTaskStore(TaskStore):
         scope: Callable[[], ListScope | None] | None = None,
         newest_first: bool = False,
         poll_s: float | None = None,
+        fence: str | None = None,
     ) -> None:
+        """``fence``: a worker id; status and result writes are refused once that worker no
+        longer holds the task's lease (another worker took it over), so a stale worker can
+        never overwrite the outcome of the run that replaced it."""
+        self._fence = fence
         if isinstance(redis, TaskEngine):
             # A shared engine belongs to its creator; we never close it.
             self.engine = redis
@@ -161,14 +154,15 @@ class RedisTaskStore(TaskStore):
         Raises TaskNotFound, InvalidTransition, or TaskIsTerminal for *any* change to a finished
         task (even its message, even to the same status) - all ValueErrors.
         """
-        record = await self.engine.tasks.update(task_id, status=status, message=status_message)
+        record = await self.engine.tasks.update(task_id, status=status, message=status_message,
+                                                fence=self._fence)
         return to_wire_task(record)
 
     async def store_result(self, task_id: str, result: Result) -> None:
         """Store the result without finishing the task (the SDK's TaskContext.complete then
         calls update_task(completed)). Refused on a finished task; prefer `complete`, which does
         both in one step."""
-        await self.engine.tasks.update(task_id, result=result_to_json(result))
+        await self.engine.tasks.update(task_id, result=result_to_json(result), fence=self._fence)
 
     async def get_result(self, task_id: str) -> Result | None:
         record = await self.engine.tasks.get(task_id)

@@ -16,7 +16,7 @@ from mcp.types import (
     METHOD_NOT_FOUND,
     CallToolRequest,
     CreateTaskResult,
-    ElicitRequestParams,
+    ElicitRequestFormParams,
     ErrorData,
     ListToolsRequest,
     ListToolsResult,
@@ -69,7 +69,7 @@ async def _call_tool(state: ServerState, request: CallToolRequest) -> ServerResu
     session = state.session()
     client = session.client_params
     # A client on an older protocol never heard of tasks: it gets normal processing.
-    negotiated = client is None or client.protocolVersion >= TASKS_PROTOCOL_VERSION
+    negotiated = client is None or str(client.protocolVersion) >= TASKS_PROTOCOL_VERSION
     as_task = params.task is not None and negotiated
     if as_task and spec.task_support == "forbidden":
         raise McpError(ErrorData(code=METHOD_NOT_FOUND,
@@ -118,13 +118,13 @@ async def _run_inline(state: ServerState, spec: ToolSpec, arguments: dict[str, A
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         if token is not None:
             await session.send_progress_notification(token, progress, total, message,
-                                                     related_request_id=ctx.request_id)
+                                                     related_request_id=str(ctx.request_id))
 
     async def on_input(method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method != "elicitation/create":
             raise _invalid(f"{method} is only available to tools run as tasks")
-        elicit = ElicitRequestParams.model_validate(params)
-        result = await session.elicit(elicit.message, elicit.requestedSchema,  # type: ignore[union-attr]
+        elicit = ElicitRequestFormParams.model_validate(params)
+        result = await session.elicit(elicit.message, elicit.requestedSchema,
                                       related_request_id=ctx.request_id)
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 

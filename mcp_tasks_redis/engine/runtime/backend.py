@@ -7,13 +7,17 @@ Every write is fenced by the worker's lease, so a worker that lost its task cann
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 from mcp_tasks_redis.engine.engine import TaskEngine
-from mcp_tasks_redis.engine.errors import TaskIsTerminal
+from mcp_tasks_redis.engine.errors import RedisUnavailable, TaskIsTerminal
 from mcp_tasks_redis.engine.record import Progress, TaskStatus
+
+log = logging.getLogger("mcp_tasks_redis.worker")
 
 # Builds the message the wire queues for the client when a tool asks for input (the 2025 wire
 # delivers it on tasks/result); None when the wire needs no queued message.
@@ -47,15 +51,24 @@ class RedisTaskBackend:
         self._inbox_message = inbox_message
 
     async def publish_progress(self, progress: float, total: float | None, message: str | None) -> None:
-        await self.engine.tasks.update(
-            self.task_id,
-            progress=Progress(progress=progress, total=total, message=message),
-            message=message,
-            fence=self.worker_id,
-        )
+        # Progress is a snapshot that the next update replaces: while Redis is briefly out of
+        # reach (a restart, a failover) the tool carries on rather than fail over a lost update.
+        try:
+            await self.engine.tasks.update(
+                self.task_id,
+                progress=Progress(progress=progress, total=total, message=message),
+                message=message,
+                fence=self.worker_id,
+            )
+        except RedisUnavailable as e:
+            log.warning("task %s: progress not stored (%s)", self.task_id, e, extra={"task_id": self.task_id})
 
     async def set_status_message(self, message: str) -> None:
-        await self.engine.tasks.update(self.task_id, message=message, fence=self.worker_id)
+        try:
+            await self.engine.tasks.update(self.task_id, message=message, fence=self.worker_id)
+        except RedisUnavailable as e:
+            log.warning("task %s: status message not stored (%s)", self.task_id, e,
+                        extra={"task_id": self.task_id})
 
     async def set_working(self) -> None:
         record = await self.engine.tasks.get(self.task_id)
@@ -87,10 +100,17 @@ class RedisTaskBackend:
         engine, poll = self.engine, self.engine.limits.poll_interval_ms / 1000
         async with engine.events.watch(engine.keys.channel(self.task_id)) as watch:
             while True:
-                reply = await engine.inputs.take_reply(self.task_id, key)
-                if reply is not None:
-                    return reply
-                record = await engine.tasks.get(self.task_id)
+                try:
+                    reply = await engine.inputs.take_reply(self.task_id, key)
+                    if reply is not None:
+                        return reply
+                    record = await engine.tasks.get(self.task_id)
+                except RedisUnavailable as e:
+                    # The request and its reply slot live in Redis: wait for it to come back.
+                    log.warning("task %s: waiting for input (%s)", self.task_id, e,
+                                extra={"task_id": self.task_id})
+                    await asyncio.sleep(poll)
+                    continue
                 if record is None or record.is_terminal:
                     raise InputCancelled(f"Task {self.task_id} finished while waiting for input")
                 await watch.next(poll)

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
@@ -66,7 +66,7 @@ class TaskWorker(Worker):
         self.requeued = 0
         self._wake: Watch | None = None
         pool = ArqRedis(
-            engine.redis.connection_pool,
+            cast(Any, engine.redis.connection_pool),
             job_serializer=dispatch.serialize,
             job_deserializer=dispatch.deserialize,
             default_queue_name=engine.keys.queue,
@@ -151,11 +151,15 @@ class TaskWorker(Worker):
 
     # -- one job -------------------------------------------------------------------------------
     async def _run_job(self, ctx: dict[str, Any], task_id: str) -> None:
-        try:
-            await self.run_task(task_id)
-        finally:
-            if self._wake is not None:
-                self._wake.push({"type": "slot-free"})
+        await self.run_task(task_id)
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        # arq frees the slot (job counter, semaphore) only here, when its job task is done, which
+        # is after `_run_job` returned and arq finished the job. Wake the loop now: waking it any
+        # earlier finds the slot still taken, and a queued task would wait out the poll delay.
+        super()._release_sem_dec_counter_on_complete()
+        if self._wake is not None:
+            self._wake.push({"type": "slot-free"})
 
     async def run_task(self, task_id: str) -> None:
         claim = await self.engine.leases.claim(task_id, self.worker_id)
