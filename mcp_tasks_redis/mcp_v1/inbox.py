@@ -1,13 +1,13 @@
-"""The 2025 wire's queued messages: how an input request from a worker reaches the client.
+"""The 2025 wire's input requests: how a worker's elicitation or sampling reaches the client.
 
-On this wire the server delivers a task's requests (elicitation, sampling) on the client's
-`tasks/result` stream. A worker stores each as a queued JSON-RPC request in the task's inbox; its
-id names the task and the input key, so the client's reply can be routed back by any replica.
+On this wire the server delivers a task's requests on the client's `tasks/result` stream. A
+worker stores each on the task as the JSON-RPC request to send; its id names the task and the
+input key, so whichever replica the client reaches can deliver it (again, after a reconnect) and
+route the client's reply back to the task's reply slot.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from mcp_tasks_redis.mcp_v1.convert import related_task_meta
@@ -30,14 +30,13 @@ def parse_input_request_id(request_id: object) -> tuple[str, str] | None:
     return task_id, key
 
 
-def queued_input_request(task_id: str, key: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The inbox entry for one input request, in `RedisTaskMessageQueue`'s JSON layout."""
+def input_request(task_id: str, key: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One input request as the JSON-RPC request the client receives on `tasks/result`."""
     given: dict[str, Any] = params.get("_meta") or {}
     meta = {**given, **related_task_meta(task_id)}
-    request_id = input_request_id(task_id, key)
     return {
-        "type": "request",
-        "message": {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**params, "_meta": meta}},
-        "timestamp": datetime.now(UTC).isoformat(),
-        "original_request_id": request_id,
+        "jsonrpc": "2.0",
+        "id": input_request_id(task_id, key),
+        "method": method,
+        "params": {**params, "_meta": meta},
     }

@@ -7,6 +7,7 @@ it waits, and answers exactly the tool's `CallToolResult` or the JSON-RPC error 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from mcp.shared.exceptions import McpError
@@ -26,11 +27,15 @@ from mcp.types import (
     ServerResult,
 )
 
-from mcp_tasks_redis.engine.errors import InvalidCursor, TaskIsTerminal
+from mcp_tasks_redis.engine.errors import InvalidCursor, RedisUnavailable, TaskIsTerminal
 from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
 from mcp_tasks_redis.mcp_v1.convert import error_data, related_task_meta, task_fields, to_task
 from mcp_tasks_redis.mcp_v1.identity import list_scope
 from mcp_tasks_redis.mcp_v1.state import ServerState
+
+# How long a waiting tasks/result keeps waiting while Redis cannot be reached, before it answers
+# the error (a restart or a failover takes seconds; a Redis that stays away is worth reporting).
+REDIS_OUTAGE_TOLERANCE_S = 30.0
 
 
 def register(state: ServerState) -> None:
@@ -79,15 +84,40 @@ async def _task_result(state: ServerState, task_id: str) -> GetTaskPayloadResult
     state.relay.follow(session, record, from_start=False)
     engine = state.engine
     poll = engine.limits.poll_interval_ms / 1000
+    loop = asyncio.get_running_loop()
+    unreachable_since: float | None = None
+    sent: set[object] = set()
+
+    async def deliver(message: dict[str, Any]) -> None:
+        # Input requests go out on this request's stream, once per tasks/result call; a client
+        # that reconnects and asks again gets the still-unanswered ones again. The reply comes
+        # back through the session's router to the task's reply slot.
+        if message.get("id") in sent:
+            return
+        sent.add(message.get("id"))
+        await session.send_message(SessionMessage(
+            message=JSONRPCMessage.model_validate(message),
+            metadata=ServerMessageMetadata(related_request_id=ctx.request_id)))
+
     async with engine.events.watch(engine.keys.channel(task_id)) as watch:
         while True:
-            # Queued requests (elicitation, sampling) go out on this request's stream; the
-            # reply comes back through the session's router to the task's reply slot.
-            while (queued := await engine.inbox.pop(task_id)) is not None:
-                message = JSONRPCMessage.model_validate(queued["message"])
-                await session.send_message(SessionMessage(
-                    message=message, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)))
-            current = await engine.tasks.get(task_id)
+            try:
+                # Messages queued through RedisTaskMessageQueue (the SDK's own task helpers).
+                while (queued := await engine.inbox.pop(task_id)) is not None:
+                    await deliver(queued["message"])
+                current = await engine.tasks.get(task_id)
+                if current is not None and current.status is TaskStatus.INPUT_REQUIRED:
+                    for request in (await engine.inputs.pending(task_id)).values():
+                        await deliver(request)
+            except RedisUnavailable:
+                # A client blocked on the result rides out a Redis restart or failover: the task
+                # and its result are in Redis, not in this process. A long outage is an error.
+                unreachable_since = unreachable_since if unreachable_since is not None else loop.time()
+                if loop.time() - unreachable_since >= REDIS_OUTAGE_TOLERANCE_S:
+                    raise
+                await asyncio.sleep(poll)
+                continue
+            unreachable_since = None
             if current is None:
                 raise McpError(ErrorData(code=INVALID_PARAMS, message=f"Task not found: {task_id}"))
             if current.is_terminal:

@@ -24,7 +24,7 @@ from mcp_tasks_redis.engine.registry import Services, ToolRegistry, ToolSpec
 from mcp_tasks_redis.engine.runtime.execution import RunningTask, TaskRunner
 from mcp_tasks_redis.engine.runtime.worker import TaskWorker
 from mcp_tasks_redis.mcp_v1.convert import INTERNAL_ERROR, to_call_tool_result
-from mcp_tasks_redis.mcp_v1.inbox import queued_input_request
+from mcp_tasks_redis.mcp_v1.inbox import input_request
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 
 log = logging.getLogger("mcp_tasks_redis.worker")
@@ -125,6 +125,6 @@ def build_worker(engine: TaskEngine, registry: ToolRegistry, *, concurrency: int
         engine,
         make_runner(registry, max_result_bytes=max_result_bytes),
         concurrency=concurrency,
-        inbox_message=queued_input_request,
+        input_request=input_request,
         **options,
     )

@@ -19,9 +19,10 @@ from mcp_tasks_redis.engine.record import Progress, TaskStatus
 
 log = logging.getLogger("mcp_tasks_redis.worker")
 
-# Builds the message the wire queues for the client when a tool asks for input (the 2025 wire
-# delivers it on tasks/result); None when the wire needs no queued message.
-InboxMessageFactory = Callable[[str, str, str, dict[str, Any]], dict[str, Any] | None]
+# Builds the request stored on the task when a tool asks for input, in the wire's own shape
+# (the 2025 wire: a JSON-RPC request whose id names the task and the key), from
+# (task_id, key, method, params). Without one, ``{"method", "params"}`` is stored.
+InputRequestBuilder = Callable[[str, str, str, dict[str, Any]], dict[str, Any]]
 
 
 class InputCancelled(Exception):
@@ -43,12 +44,12 @@ class RedisTaskBackend:
         task_id: str,
         *,
         worker_id: str | None = None,
-        inbox_message: InboxMessageFactory | None = None,
+        input_request: InputRequestBuilder | None = None,
     ) -> None:
         self.engine = engine
         self.task_id = task_id
         self.worker_id = worker_id
-        self._inbox_message = inbox_message
+        self._input_request = input_request
 
     async def publish_progress(self, progress: float, total: float | None, message: str | None) -> None:
         # Progress is a snapshot that the next update replaces: while Redis is briefly out of
@@ -78,11 +79,11 @@ class RedisTaskBackend:
     async def request_input(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Ask the client, wait for its reply through Redis, and go back to working."""
         key = secrets.token_hex(8)
-        request = {"method": method, "params": params}
-        inbox = self._inbox_message(self.task_id, key, method, params) if self._inbox_message else None
-        await self.engine.inputs.request(
-            self.task_id, key, request, inbox_message=inbox, fence=self.worker_id
-        )
+        if self._input_request is not None:
+            request = self._input_request(self.task_id, key, method, params)
+        else:
+            request = {"method": method, "params": params}
+        await self.engine.inputs.request(self.task_id, key, request, fence=self.worker_id)
         # Replies are stored as {"result": ...} or {"error": ...}, as a JSON-RPC response.
         reply = await self._wait_for_reply(key)
         if "error" in reply:

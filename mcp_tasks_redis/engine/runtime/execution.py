@@ -50,7 +50,9 @@ async def _guard(task: RunningTask, tool_scope: anyio.CancelScope) -> None:
     poll = engine.limits.poll_interval_ms / 1000
     heartbeat_every = min(poll, engine.limits.lease_ms / 3000)
     async with engine.events.watch(engine.keys.channel(task_id)) as watch:
-        next_beat = anyio.current_time() + heartbeat_every
+        # Subscribed: read the task once at once (the first heartbeat), so that a cancel landing
+        # between the claim and this subscription stops the tool now, not a heartbeat later.
+        next_beat = anyio.current_time()
         while True:
             event = await watch.next(max(0.0, next_beat - anyio.current_time()))
             if event is not None and event.get("type") == "status" and event.get("status") in (

@@ -24,16 +24,21 @@ from typing import Any, cast
 
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mcp_tasks_redis.engine import dispatch
 from mcp_tasks_redis.engine.context import CancellationToken
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import RedisUnavailable
 from mcp_tasks_redis.engine.events import Watch
-from mcp_tasks_redis.engine.runtime.backend import InboxMessageFactory, RedisTaskBackend
+from mcp_tasks_redis.engine.runtime.backend import InputRequestBuilder, RedisTaskBackend
 from mcp_tasks_redis.engine.runtime.execution import RunningTask, TaskRunner, execute
 
 log = logging.getLogger("mcp_tasks_redis.worker")
+
+# What a call to Redis raises while it is out of reach (arq's calls are not wrapped by the engine).
+REDIS_DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 def new_worker_id() -> str:
@@ -47,7 +52,7 @@ class TaskWorker(Worker):
         runner: TaskRunner,
         *,
         concurrency: int = 10,
-        inbox_message: InboxMessageFactory | None = None,
+        input_request: InputRequestBuilder | None = None,
         poll_delay_s: float = 0.5,
         reap_interval_s: float = 1.0,
         health_interval_s: float = 5.0,
@@ -58,7 +63,7 @@ class TaskWorker(Worker):
         self.engine = engine
         self.runner = runner
         self.worker_id = worker_id or new_worker_id()
-        self.inbox_message = inbox_message
+        self.input_request = input_request
         self.reap_interval_s = reap_interval_s
         self.health_interval_s = health_interval_s
         self.started_at = time.time()
@@ -113,8 +118,20 @@ class TaskWorker(Worker):
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
-        except (RedisUnavailable, ConnectionError, OSError) as e:
+        except REDIS_DOWN as e:
             log.warning("worker %s: queue unreachable (%s); retrying", self.worker_id, e)
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        try:
+            await super().start_jobs(job_ids)
+        except REDIS_DOWN:
+            # arq takes a slot (job counter and semaphore) before it locks the job in Redis, and
+            # gives it back only when the job ends. Redis dropped before the job started, so the
+            # slot is given back here, or each outage would leak one until the worker took none.
+            # (Had the lock been written, the reaper delivers the job again after a lease.)
+            self.job_counter -= 1
+            self.sem.release()
+            raise
 
     async def _reap(self) -> None:
         try:
@@ -141,7 +158,7 @@ class TaskWorker(Worker):
             "requeued": self.requeued,
             "at": time.time(),
         }
-        with contextlib.suppress(RedisUnavailable, ConnectionError, OSError):
+        with contextlib.suppress(*REDIS_DOWN):
             pipe = self.engine.redis.pipeline(transaction=False)
             pipe.set(keys.worker(self.worker_id), json.dumps(report), px=ttl_ms)
             pipe.zadd(keys.workers, {self.worker_id: int(time.time() * 1000)})
@@ -170,7 +187,7 @@ class TaskWorker(Worker):
         extra = {"task_id": task_id, "tool": record.tool, "worker": self.worker_id, "attempt": record.attempt}
         log.info("task %s started: %s (attempt %d)", task_id, record.tool, record.attempt, extra=extra)
         backend = RedisTaskBackend(
-            self.engine, task_id, worker_id=self.worker_id, inbox_message=self.inbox_message
+            self.engine, task_id, worker_id=self.worker_id, input_request=self.input_request
         )
         running = RunningTask(record, self.engine, self.worker_id, CancellationToken(), backend)
         try:
