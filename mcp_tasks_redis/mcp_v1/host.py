@@ -135,6 +135,7 @@ async def run_worker(registry: ToolRegistry, settings: Settings, *, concurrency:
     engine = engine_from(settings)
     worker = build_worker(engine, registry, concurrency=concurrency or settings.concurrency,
                           max_result_bytes=settings.max_result_bytes,
+                          progress_min_interval=settings.progress_min_interval_s,
                           poll_delay_s=settings.poll_interval_ms / 1000, burst=burst)
     try:
         await worker.async_run()

@@ -120,10 +120,11 @@ async def _finish(engine: TaskEngine, task: RunningTask, *, status: TaskStatus, 
 
 
 def build_worker(engine: TaskEngine, registry: ToolRegistry, *, concurrency: int = 10,
-                 max_result_bytes: int | None = None, **options: Any) -> TaskWorker:
+                 max_result_bytes: int | None = None, progress_min_interval: float = 0.1,
+                 **options: Any) -> TaskWorker:
     return TaskWorker(
         engine,
-        make_runner(registry, max_result_bytes=max_result_bytes),
+        make_runner(registry, max_result_bytes=max_result_bytes, progress_min_interval=progress_min_interval),
         concurrency=concurrency,
         input_request=input_request,
         **options,

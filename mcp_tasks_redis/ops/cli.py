@@ -8,8 +8,10 @@ and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, cast
 
 import typer
 
@@ -26,9 +28,14 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-AppOption = Annotated[str | None, typer.Option("--app", help="Tool registry as MODULE:ATTR [env MCP_TASKS_APP].")]
+AppOption = Annotated[
+    str | None, typer.Option("--app", help="Tool registry as MODULE:ATTR [env MCP_TASKS_APP].")
+]
 RedisOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL [env REDIS_URL].")]
-NamespaceOption = Annotated[str | None, typer.Option("--namespace", help="Key namespace [env MCP_TASKS_NAMESPACE].")]
+NamespaceOption = Annotated[
+    str | None, typer.Option("--namespace", help="Key namespace [env MCP_TASKS_NAMESPACE].")
+]
+HostOption = Annotated[str | None, typer.Option("--host", help="HTTP bind address [env MCP_TASKS_HOST].")]
 
 
 def fail(message: str, hint: str | None = None) -> NoReturn:
@@ -51,6 +58,9 @@ def settings_with(**overrides: Any) -> Settings:
 
 
 def load_app(spec: str) -> ToolRegistry:
+    # Like uvicorn and arq: an app module next to where the command runs is importable.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return load_registry(spec)
     except RegistryLoadError as e:
@@ -65,10 +75,8 @@ def require_redis(settings: Settings) -> str:
 
 
 def run(coro: Any) -> None:
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(coro)
-    except KeyboardInterrupt:
-        pass
 
 
 @cli.command()
@@ -78,7 +86,7 @@ def serve(
         Literal["stdio", "streamable-http"] | None,
         typer.Option("--transport", help="stdio or streamable-http [env MCP_TASKS_TRANSPORT]."),
     ] = None,
-    host: Annotated[str | None, typer.Option("--host", help="HTTP bind address [env MCP_TASKS_HOST].")] = None,
+    host: HostOption = None,
     port: Annotated[int | None, typer.Option("--port", help="HTTP port [env MCP_TASKS_PORT].")] = None,
     redis_url: RedisOption = None,
     namespace: NamespaceOption = None,
@@ -86,8 +94,9 @@ def serve(
     """Run the MCP server for the tools the app declares (task calls go to workers)."""
     from mcp_tasks_redis.mcp_v1.host import serve_http, serve_stdio
 
-    settings = settings_with(app=app, transport=transport, host=host, port=port, redis_url=redis_url,
-                             namespace=namespace)
+    settings = settings_with(
+        app=app, transport=transport, host=host, port=port, redis_url=redis_url, namespace=namespace
+    )
     logs.configure(settings.log_level, settings.log_format)
     registry = load_app(settings.app)
     require_redis(settings)
@@ -102,8 +111,10 @@ def serve(
 @cli.command()
 def worker(
     app: AppOption = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1,
-                                                    help="Tasks run at once [env MCP_TASKS_CONCURRENCY].")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, help="Tasks run at once [env MCP_TASKS_CONCURRENCY]."),
+    ] = None,
     redis_url: RedisOption = None,
     namespace: NamespaceOption = None,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty.")] = False,
@@ -129,8 +140,128 @@ def ensure_port_free(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {e.strerror}", "pick another --port")
 
 
-def main() -> None:
+@cli.command()
+def dev(
+    workers: Annotated[int, typer.Option("--workers", "-w", min=0, max=64, help="Worker processes.")] = 2,
+    app: AppOption = None,
+    host: HostOption = None,
+    port: Annotated[int | None, typer.Option("--port", help="HTTP port [env MCP_TASKS_PORT].")] = None,
+    redis_url: RedisOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Run the whole stack: Redis, one Streamable HTTP server and N workers; Ctrl-C stops it all.
+
+    Redis: --redis-url / REDIS_URL if given, else one answering on 127.0.0.1:6379, else an embedded
+    one (redis-server from PATH, else in-process fakeredis), stopped on exit.
+    """
+    import os
+    import signal
+
+    from mcp_tasks_redis.ops.stack import DevStack, StackError
+
+    settings = settings_with(app=app, host=host, port=port, redis_url=redis_url, namespace=namespace)
+    logs.configure(settings.log_level, settings.log_format)
+    # The children run with `python -m`, which puts the cwd on sys.path; check --app the same way.
+    sys.path.insert(0, os.getcwd())
+    load_app(settings.app)
+    ensure_port_free(settings.host, settings.port)
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds like Ctrl-C: the stack stops in order
+
+    # SIGINT too: a shell script's `cmd &` starts us with SIGINT ignored, and `kill -INT` must work.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stack = DevStack(
+        workers=workers,
+        app=settings.app,
+        host=settings.host,
+        port=settings.port,
+        redis_url=settings.redis_url,
+        namespace=settings.namespace,
+        log_level=settings.log_level,
+        say=typer.echo,
+    )
     try:
-        cli()
+        with stack:
+            typer.echo(f"ready:   MCP endpoint {stack.mcp_url} (Ctrl-C stops everything)")
+            child = stack.wait()
+            fail(f"{child.name} exited with code {child.process.returncode}; stopped the stack")
+    except StackError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        pass
+    typer.echo("stopped")
+
+
+@cli.command()
+def demo(
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=8, help="Worker processes.")] = 2,
+    redis_url: RedisOption = None,
+) -> None:
+    """Run the dev stack and a client showing tasks in parallel, live progress, polling, cancel, reconnect.
+
+    Uses its own key namespace (deleted afterwards); Redis as for `dev`. Exits 1 if a step misbehaves.
+    """
+    from mcp_tasks_redis.ops.demo import run_demo
+
+    settings = settings_with(redis_url=redis_url)
+    logs.configure("WARNING", settings.log_format)
+    if settings.redis_url is not None:
+        require_redis(settings)  # a configured Redis must answer; else the demo finds or starts one
+    raise typer.Exit(run_demo(redis_url=settings.redis_url, workers=workers))
+
+
+def _add_sub_apps() -> None:
+    # Imported here, after the helpers above exist: the sub-apps import them from this module.
+    from mcp_tasks_redis.ops.admin import health_app, tasks_app
+
+    cli.add_typer(tasks_app, name="tasks")
+    cli.add_typer(health_app, name="health")
+
+
+if __name__ != "__main__":  # under `python -m`, the trampoline at the bottom imports the real module
+    _add_sub_apps()
+
+
+def _click_error_classes() -> tuple[type[Exception], type[Exception]]:
+    """(UsageError, ClickException) of the click that typer uses: newer typers vendor their own copy,
+    older ones use the `click` package, so take them from the class tree of `typer.BadParameter`."""
+    tree = typer.BadParameter.__mro__
+    usage = next(c for c in tree if c.__name__ == "UsageError")
+    base = next(c for c in tree if c.__name__ == "ClickException")
+    return cast(type[Exception], usage), cast(type[Exception], base)
+
+
+def main() -> None:
+    """Entry point: typer parses; usage errors become one line on stderr with exit code 2."""
+    usage_error, click_error = _click_error_classes()
+    try:
+        code = cli(standalone_mode=False)
+    except usage_error as e:
+        ctx: Any = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help(), err=True)
+            sys.exit(2)
+        where = ctx.command_path if ctx is not None else "mcp-tasks-redis"
+        message = cast(Any, e).format_message()
+        typer.secho(f"error: {message} (see '{where} --help')", err=True, fg=typer.colors.RED)
+        sys.exit(int(getattr(e, "exit_code", 2)))
+    except click_error as e:
+        typer.secho(f"error: {cast(Any, e).format_message()}", err=True, fg=typer.colors.RED)
+        sys.exit(int(getattr(e, "exit_code", 1)))
     except KeyboardInterrupt:
         sys.exit(130)
+    except RuntimeError as e:
+        if type(e).__name__ != "Abort":  # click's Abort (EOF at a prompt): exit quietly like click does
+            raise
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    # `python -m mcp_tasks_redis.ops.cli` (how the dev stack starts its children): run the copy
+    # imported under its real name, so the sub-apps and this module share one set of helpers.
+    from mcp_tasks_redis.ops.cli import main as _main
+
+    _main()

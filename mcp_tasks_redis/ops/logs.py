@@ -42,5 +42,9 @@ def configure(level: int | str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # arq logs every job start and end at INFO; our own task logs say more.
     logging.getLogger("arq").setLevel(logging.WARNING)
+    # The SDK logs a traceback whenever a client closes its SSE stream: routine, not an error.
+    logging.getLogger("mcp.server.streamable_http").addFilter(
+        lambda r: not (r.exc_info and r.exc_info[0] is not None and r.exc_info[0].__name__ == "ClosedResourceError")
+    )
     # The SDK warns for every non-numeric response id; ours are deliberately not numeric.
     root.addFilter(lambda r: "cannot be normalized" not in r.getMessage())

@@ -1,0 +1,376 @@
+"""Operator commands, straight from Redis: ``tasks ls|get|result|cancel|watch`` and ``health``.
+
+They read and change tasks through the engine, not through MCP: an operator sees every task of the
+namespace, whoever created it (no owner or session scoping), so give Redis access only to people
+who may. ``health worker`` is the compose file's worker healthcheck; ``health server`` probes a
+server's ``/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar, cast
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.errors import TaskIsTerminal, TaskNotFound
+from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
+from mcp_tasks_redis.ops.cli import NamespaceOption, RedisOption, require_redis, settings_with
+from mcp_tasks_redis.settings import Settings
+
+__all__ = ["health_app", "percent", "task_table", "tasks_app"]
+
+T = TypeVar("T")
+
+_SCOPE_NOTE = (
+    "Operator view straight from Redis: every task in the namespace, whoever created it"
+    " (not scoped to an owner or session, unlike MCP tasks/list)."
+)
+
+tasks_app = typer.Typer(help=f"List, inspect, cancel and watch tasks. {_SCOPE_NOTE}", no_args_is_help=True)
+health_app = typer.Typer(
+    help="Health checks (exit 0 healthy, 1 not), for compose files and probes.", no_args_is_help=True
+)
+
+# Task ids are URL-safe base64 and may start with "-": pass unknown "-..." words on as the ID rather
+# than failing with "No such option" (so no short options on these commands either).
+_ID_FIRST: dict[str, Any] = {"ignore_unknown_options": True}
+
+IdArg = Annotated[
+    str, typer.Argument(metavar="ID", help="Task id (as `tasks ls` prints it).", show_default=False)
+]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _stop(message: str, code: int = 1) -> NoReturn:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _run(settings: Settings, action: Callable[[TaskEngine], Awaitable[T]]) -> T:
+    """Run one async action on an engine for ``settings`` and close the engine afterwards."""
+    from mcp_tasks_redis.mcp_v1.host import engine_from
+
+    async def main() -> T:
+        engine = engine_from(settings)
+        try:
+            return await action(engine)
+        finally:
+            await engine.close()
+
+    return _sync(main())
+
+
+def _sync(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _settings(redis_url: str | None, namespace: str | None) -> Settings:
+    settings = settings_with(redis_url=redis_url, namespace=namespace)
+    require_redis(settings)
+    return settings
+
+
+async def _get(engine: TaskEngine, task_id: str) -> TaskRecord:
+    record = await engine.tasks.get(task_id)
+    if record is None:
+        _stop(
+            f"no task {task_id!r} in namespace {engine.keys.namespace!r}"
+            " (it never existed, or its TTL ran out; `tasks ls` lists what there is)"
+        )
+    return record
+
+
+def percent(record: TaskRecord) -> float | None:
+    """The task's progress in percent, or None when the tool never reported any."""
+    p = record.progress
+    if p is None:
+        return None
+    return 100.0 * p.progress / p.total if p.total else p.progress
+
+
+def _age(ms: int, now_ms: int) -> str:
+    seconds = max(0, (now_ms - ms) // 1000)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+_STATUS_STYLE = {
+    "working": "cyan",
+    "input_required": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def task_table(records: list[TaskRecord], *, title: str | None = None, now_ms: int | None = None) -> Table:
+    """Rows of id, tool, status, progress %, message and age; ids are never cut (operators copy them)."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("tool", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("progress", justify="right", no_wrap=True)
+    table.add_column("message", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("age", justify="right", no_wrap=True)
+    for r in records:
+        pct = percent(r)
+        message = r.status_message or (r.progress.message if r.progress else None) or ""
+        style = _STATUS_STYLE.get(r.status.value, "")
+        table.add_row(
+            r.task_id,
+            r.tool or "-",
+            f"[{style}]{r.status.value}[/]" if style else r.status.value,
+            "-" if pct is None else f"{pct:.0f}%",
+            message,
+            _age(r.created_at_ms, now),
+        )
+    if not records:
+        table.add_row("(no tasks)", "", "", "", "", "")
+    return table
+
+
+async def _newest(
+    engine: TaskEngine, limit: int, status: TaskStatus | None, scan_max: int = 5000
+) -> list[TaskRecord]:
+    """Newest tasks first; with ``status``, page on until ``limit`` match (scanning at most ``scan_max``)."""
+    found: list[TaskRecord] = []
+    cursor: str | None = None
+    scanned = 0
+    while len(found) < limit and scanned < scan_max:
+        page = await engine.tasks.list(cursor=cursor, limit=max(limit, 50) if status else limit)
+        scanned += len(page.tasks)
+        found += [r for r in page.tasks if status is None or r.status == status]
+        cursor = page.next_cursor
+        if cursor is None or status is None:
+            break
+    return found[:limit]
+
+
+def _console() -> Console:
+    return Console(soft_wrap=False)
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+@tasks_app.command("ls")
+def tasks_ls(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="Tasks to show.")] = 20,
+    status: Annotated[TaskStatus | None, typer.Option("--status", "-s", help="Only this status.")] = None,
+    redis_url: RedisOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """List the newest tasks (all owners and sessions: operator view)."""
+    settings = _settings(redis_url, namespace)
+    records = _run(settings, lambda e: _newest(e, limit, status))
+    _console().print(task_table(records, title=f"tasks in {settings.namespace!r}"))
+
+
+@tasks_app.command("get", context_settings=_ID_FIRST)
+def tasks_get(task_id: IdArg, redis_url: RedisOption = None, namespace: NamespaceOption = None) -> None:
+    """Show everything stored about one task."""
+    settings = _settings(redis_url, namespace)
+    record = _run(settings, lambda e: _get(e, task_id))
+    pct = percent(record)
+    note = f" ({record.progress.message})" if record.progress and record.progress.message else ""
+    rows: list[tuple[str, Any]] = [
+        ("id", record.task_id),
+        ("tool", record.tool),
+        ("status", record.status.value),
+        ("message", record.status_message),
+        ("progress", None if pct is None else f"{pct:.0f}%{note}"),
+        ("attempt", f"{record.attempt} of {record.max_attempts}"),
+        ("worker", record.lease_owner),
+        ("created", record.created_at.isoformat(timespec="milliseconds")),
+        ("updated", record.updated_at.isoformat(timespec="milliseconds")),
+        ("ttl", f"{record.ttl_ms} ms"),
+        ("owner", record.owner),
+        ("session", record.session),
+        ("arguments", None if record.arguments is None else json.dumps(record.arguments)),
+    ]
+    for name, value in rows:
+        if value is not None:
+            typer.echo(f"{name + ':':<11}{value}")
+
+
+@tasks_app.command("result", context_settings=_ID_FIRST)
+def tasks_result(
+    task_id: IdArg,
+    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Wait up to SECONDS.")] = None,
+    redis_url: RedisOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Print a finished task's stored result as JSON (exit 1 if it failed, was cancelled or is not done)."""
+    settings = _settings(redis_url, namespace)
+
+    async def fetch(engine: TaskEngine) -> TaskRecord:
+        record = await _get(engine, task_id)
+        if wait and not record.is_terminal:
+            try:
+                waited = await engine.wait_until(task_id, lambda r: r is None or r.is_terminal, timeout=wait)
+            except TimeoutError:
+                waited = await engine.tasks.get(task_id)
+            record = waited or record
+        return record
+
+    record = _run(settings, fetch)
+    if not record.is_terminal:
+        pct = percent(record)
+        _stop(
+            f"task {task_id} has no result yet: {record.status.value}"
+            + (f" at {pct:.0f}%" if pct is not None else "")
+            + " (try --wait SECONDS or `tasks watch ID`)"
+        )
+    outcome = record.result if record.result is not None else record.error
+    if outcome is not None:
+        typer.echo(json.dumps(outcome, indent=2, ensure_ascii=False))
+    if record.status != TaskStatus.COMPLETED:
+        _stop(f"task {task_id} {record.status.value}: {record.status_message or 'no message'}")
+
+
+@tasks_app.command("cancel", context_settings=_ID_FIRST)
+def tasks_cancel(task_id: IdArg, redis_url: RedisOption = None, namespace: NamespaceOption = None) -> None:
+    """Cancel a task that has not finished; its worker stops the tool within a poll interval."""
+    settings = _settings(redis_url, namespace)
+
+    async def cancel(engine: TaskEngine) -> TaskRecord:
+        before = await _get(engine, task_id)
+        try:
+            return await engine.tasks.cancel(task_id, "Cancelled by an operator")
+        except TaskIsTerminal:
+            _stop(f"task {task_id} already ended ({before.status.value}); nothing to cancel")
+        except TaskNotFound:
+            _stop(f"no task {task_id!r} in namespace {engine.keys.namespace!r}")
+
+    record = _run(settings, cancel)
+    typer.echo(f"{record.task_id} {record.status.value}")
+
+
+@tasks_app.command("watch", context_settings=_ID_FIRST)
+def tasks_watch(
+    task_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[ID]",
+            help="Follow this task until it ends (default: newest tasks).",
+            show_default=False,
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Rows without an ID.")] = 15,
+    interval: Annotated[float, typer.Option("--interval", min=0.05, help="Seconds between refreshes.")] = 0.5,
+    redis_url: RedisOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """A live table of tasks: id, tool, status, progress, message, age (Ctrl-C to leave)."""
+    settings = _settings(redis_url, namespace)
+    console = _console()
+    title = f"task {task_id}" if task_id else f"newest tasks in {settings.namespace!r}"
+
+    async def rows(engine: TaskEngine) -> list[TaskRecord]:
+        if task_id is None:
+            return await _newest(engine, limit, None)
+        return [await _get(engine, task_id)]
+
+    async def watch(engine: TaskEngine) -> None:
+        records = await rows(engine)
+        if once:
+            console.print(task_table(records, title=title))
+            return
+        with Live(task_table(records, title=title), console=console, refresh_per_second=8) as live:
+            async with contextlib.AsyncExitStack() as stack:
+                # One task: its pub/sub channel wakes us at each change (--interval bounds the wait).
+                # The newest tasks: there is no channel for "any task", so refresh every --interval.
+                events = (
+                    await stack.enter_async_context(engine.events.watch(engine.keys.channel(task_id)))
+                    if task_id
+                    else None
+                )
+                while not (task_id and records and records[0].is_terminal):
+                    if events is None:
+                        await asyncio.sleep(interval)
+                    else:
+                        await events.next(interval)
+                        events.drain()
+                    records = await rows(engine)
+                    live.update(task_table(records, title=title))
+
+    _run(settings, watch)
+
+
+# -- health ----------------------------------------------------------------------------------------
+@health_app.command("worker")
+def health_worker(
+    any_host: Annotated[bool, typer.Option("--any-host", help="Accept a worker on any host.")] = False,
+    redis_url: RedisOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Exit 0 if a worker on this host (hostname) reported within its health TTL, else 1 saying why."""
+    settings = settings_with(redis_url=redis_url, namespace=namespace)
+    host = socket.gethostname()
+
+    async def reports(engine: TaskEngine) -> list[dict[str, Any]]:
+        members = cast(list[bytes], await cast(Any, engine.redis).zrange(engine.keys.workers, 0, -1))
+        if not members:
+            return []
+        raw: list[bytes | None] = await engine.redis.mget([engine.keys.worker(m.decode()) for m in members])
+        # A member whose key has expired is a worker that stopped reporting: not alive.
+        return [cast(dict[str, Any], json.loads(r)) for r in raw if r]
+
+    from mcp_tasks_redis.ops.embedded import redis_answers
+
+    if not redis_answers(settings.resolved_redis_url, timeout=2.0):
+        _stop(f"unhealthy: Redis at {settings.resolved_redis_url} is unreachable")
+    live = _run(settings, reports)
+    mine = live if any_host else [r for r in live if r.get("host") == host]
+    if not mine:
+        where = "any host" if any_host else f"host {host!r}"
+        _stop(
+            f"unhealthy: no worker on {where} has reported in namespace {settings.namespace!r} within its"
+            f" health TTL ({len(live)} live worker(s) elsewhere)"
+        )
+    for r in mine:
+        age = time.time() - float(r.get("at", 0))
+        typer.echo(
+            f"ok: worker {r.get('worker')} running {r.get('running')}/{r.get('slots')},"
+            f" completed {r.get('completed')}, reported {age:.1f}s ago"
+        )
+
+
+@health_app.command("server")
+def health_server(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Health URL [default: http://HOST:PORT/health from MCP_TASKS_HOST / MCP_TASKS_PORT].",
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for it.")] = 3.0,
+) -> None:
+    """Exit 0 if the server's /health answers ok (Redis reachable from the server), else 1 saying why."""
+    from mcp_tasks_redis.ops.stack import http_health
+
+    if url is None:
+        settings = settings_with()
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        url = f"http://{host}:{settings.port}/health"
+    ok, detail = http_health(url, timeout=timeout)
+    if not ok:
+        _stop(f"unhealthy: {url}: {detail}")
+    typer.echo(f"ok: {url} {detail}")
