@@ -72,7 +72,10 @@ async def _guard(task: RunningTask, tool_scope: anyio.CancelScope) -> None:
                 if status in ("working", "input_required"):
                     continue
                 reason = "lease lost to another worker" if status == "lost" else f"task {status}"
-            log.info("stopping task %s: %s", task_id, reason, extra={"task_id": task_id})
+            # A completion or failure is usually this worker's own write landing first; only a
+            # cancel or a lost lease means the tool is being stopped from outside.
+            level = logging.DEBUG if reason in ("task completed", "task failed") else logging.INFO
+            log.log(level, "stopping task %s: %s", task_id, reason, extra={"task_id": task_id})
             task.cancel.cancel(reason)
             tool_scope.cancel()
             return
