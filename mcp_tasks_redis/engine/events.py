@@ -42,8 +42,11 @@ class Watch:
         """The next event, or None if none came within ``timeout`` seconds."""
         if not self._events:
             self._ready.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that lands as the wait ends, and a cancelled waiter would then run on forever.
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         return self._events.popleft() if self._events else None
@@ -66,8 +69,11 @@ class EventHub:
         self._client: Any = aioredis.Redis(
             connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
         )
-        self._pubsub: Any = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub: Any = self._client.pubsub()
         self._watches: dict[str, set[Watch]] = {}
+        # Set when Redis confirms a channel's subscription: `watch` returns only then, so that
+        # nothing published after it returns can be missed.
+        self._confirmed: dict[str, asyncio.Event] = {}
         self._reader: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
@@ -83,14 +89,19 @@ class EventHub:
         finally:
             await self._remove(watch)
 
-    async def _add(self, watch: Watch) -> None:
+    async def _add(self, watch: Watch, confirm_timeout: float = 1.0) -> None:
         self._ensure_reader()
         async with self._lock:
             watchers = self._watches.setdefault(watch.channel, set())
             watchers.add(watch)
+            confirmed = self._confirmed.setdefault(watch.channel, asyncio.Event())
             if len(watchers) == 1 and self._connected:
                 with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
                     await self._pubsub.subscribe(watch.channel)
+        # Redis down: go on unconfirmed; the watcher's bounded re-reads cover the gap.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(confirm_timeout):
+                await confirmed.wait()
 
     async def _remove(self, watch: Watch) -> None:
         async with self._lock:
@@ -100,6 +111,7 @@ class EventHub:
             watchers.discard(watch)
             if not watchers:
                 del self._watches[watch.channel]
+                self._confirmed.pop(watch.channel, None)
                 if self._connected:
                     with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
                         await self._pubsub.unsubscribe(watch.channel)
@@ -111,6 +123,7 @@ class EventHub:
         self._loop = loop
         self._lock = asyncio.Lock()
         self._connected = False
+        self._confirmed = {channel: asyncio.Event() for channel in self._watches}
         self._reader = loop.create_task(self._read_forever(), name="mcp-tasks-redis event hub")
 
     async def _connect(self) -> None:
@@ -128,25 +141,31 @@ class EventHub:
                         await self._connect()
                     self._broadcast(RECONNECTED)
                     backoff = 0.05
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                if message.get("type") == "message":
                     self._dispatch(message)
+                elif message.get("type") == "subscribe":
+                    confirmed = self._confirmed.get(_text(message["channel"]))
+                    if confirmed is not None:
+                        confirmed.set()
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 if self._connected:
                     log.warning("event subscription lost (%s); reconnecting", e)
                 self._connected = False
+                for confirmed in self._confirmed.values():
+                    confirmed.clear()
                 with contextlib.suppress(Exception):
                     await self._pubsub.reset()
-                self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = self._client.pubsub()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        channel = message["channel"]
-        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-        watchers = self._watches.get(channel)
+        watchers = self._watches.get(_text(message["channel"]))
         if not watchers:
             return
         data = message["data"]
@@ -172,3 +191,7 @@ class EventHub:
             await self._pubsub.aclose()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
             await self._client.aclose()  # type: ignore[attr-defined]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
