@@ -102,9 +102,8 @@ async def _task_result(state: ServerState, task_id: str) -> GetTaskPayloadResult
     async with engine.events.watch(engine.keys.channel(task_id)) as watch:
         while True:
             try:
-                # Messages queued through RedisTaskMessageQueue (the SDK's own task helpers).
-                while (queued := await engine.inbox.pop(task_id)) is not None:
-                    await deliver(queued["message"])
+                # Input requests live on the task itself (not in the inbox list that the SDK's
+                # own task helpers use with RedisTaskMessageQueue), so one read tells all.
                 current = await engine.tasks.get(task_id)
                 if current is not None and current.status is TaskStatus.INPUT_REQUIRED:
                     for request in (await engine.inputs.pending(task_id)).values():

@@ -2,9 +2,14 @@
 -- Per-task keys arrive as KEYS[1..5]: record, events, inbox, inputs, replies.
 local TERMINAL = { completed = true, failed = true, cancelled = true }
 
+-- Read the server clock once per script: every write of one change carries the same instant.
+local NOW = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if NOW == nil then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 
 -- Shared sorted sets (indexes, active set, queue) live as long as their longest-lived member.
