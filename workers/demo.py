@@ -63,7 +63,9 @@ async def long_report(
 
 
 @app.tool(task_support="optional")
-async def ask_user(question: Annotated[str, Field(description="What to ask the user")], ctx: ToolContext) -> str:
+async def ask_user(
+    question: Annotated[str, Field(description="What to ask the user")], ctx: ToolContext
+) -> str:
     """Ask the user a question (elicitation) and return the answer."""
     answer = await ctx.ask_text(question)
     if answer is None:

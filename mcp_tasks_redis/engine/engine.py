@@ -39,8 +39,9 @@ class TaskEngine:
         self._owns_client = owns_client
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = "mcp-tasks", limits: TaskLimits | None = None,
-                 **options: Any) -> TaskEngine:
+    def from_url(
+        cls, url: str, *, namespace: str = "mcp-tasks", limits: TaskLimits | None = None, **options: Any
+    ) -> TaskEngine:
         return cls(connect(url, **options), namespace=namespace, limits=limits, owns_client=True)
 
     @property

@@ -45,8 +45,13 @@ class Leases:
         reply: list[Any] = await self.conn.run(
             self.conn.scripts.claim,
             self._keys(task_id),
-            [worker_id, limits.lease_ms, limits.grace_ms, self.conn.keys.channel(task_id),
-             limits.event_stream_len],
+            [
+                worker_id,
+                limits.lease_ms,
+                limits.grace_ms,
+                self.conn.keys.channel(task_id),
+                limits.event_stream_len,
+            ],
             task_id=task_id,
         )
         outcome = _text(reply[0])
@@ -85,8 +90,16 @@ class Leases:
         outcome = await self.conn.run(
             self.conn.scripts.reap,
             [*self._keys(task_id), keys.queue, ARQ_IN_PROGRESS_PREFIX + task_id, ARQ_JOB_PREFIX + task_id],
-            [task_id, limits.grace_ms, keys.channel(task_id), limits.event_stream_len, keys.wake_channel,
-             job_payload(task_id), limits.lease_ms, in_progress_lock_ms(limits.max_ttl_ms)],
+            [
+                task_id,
+                limits.grace_ms,
+                keys.channel(task_id),
+                limits.event_stream_len,
+                keys.wake_channel,
+                job_payload(task_id),
+                limits.lease_ms,
+                in_progress_lock_ms(limits.max_ttl_ms),
+            ],
             task_id=task_id,
         )
         return _text(outcome)  # type: ignore[return-value]

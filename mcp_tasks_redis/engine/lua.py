@@ -20,7 +20,11 @@ Arg = str | int | float | bytes
 @cache
 def _source(name: str) -> str:
     folder = resources.files("mcp_tasks_redis.engine").joinpath("scripts")
-    return folder.joinpath("_prelude.lua").read_text("utf-8") + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+    return (
+        folder.joinpath("_prelude.lua").read_text("utf-8")
+        + "\n"
+        + folder.joinpath(f"{name}.lua").read_text("utf-8")
+    )
 
 
 class Script:

@@ -50,13 +50,18 @@ def limits_from(settings: Settings) -> TaskLimits:
 
 
 def engine_from(settings: Settings) -> TaskEngine:
-    return TaskEngine.from_url(settings.resolved_redis_url, namespace=settings.namespace,
-                               limits=limits_from(settings))
+    return TaskEngine.from_url(
+        settings.resolved_redis_url, namespace=settings.namespace, limits=limits_from(settings)
+    )
 
 
 def server_from(registry: ToolRegistry, engine: TaskEngine, settings: Settings) -> Server[Any, Any]:
-    return build_server(registry, engine, max_argument_bytes=settings.max_argument_bytes,
-                        progress_min_interval=settings.progress_min_interval_s)
+    return build_server(
+        registry,
+        engine,
+        max_argument_bytes=settings.max_argument_bytes,
+        progress_min_interval=settings.progress_min_interval_s,
+    )
 
 
 async def serve_stdio(registry: ToolRegistry, settings: Settings) -> None:
@@ -112,12 +117,16 @@ def http_app(
             async with manager.run():
                 yield
 
-    return Starlette(routes=[Route("/health", health), Mount(path, app=mcp_endpoint)], middleware=middleware,
-                     lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/health", health), Mount(path, app=mcp_endpoint)],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
 
 
-async def serve_http(registry: ToolRegistry, settings: Settings, *,
-                     token_verifier: TokenVerifier | None = None) -> None:
+async def serve_http(
+    registry: ToolRegistry, settings: Settings, *, token_verifier: TokenVerifier | None = None
+) -> None:
     import uvicorn
 
     engine = engine_from(settings)
@@ -129,14 +138,20 @@ async def serve_http(registry: ToolRegistry, settings: Settings, *,
         await engine.close()
 
 
-async def run_worker(registry: ToolRegistry, settings: Settings, *, concurrency: int | None = None,
-                     burst: bool = False) -> None:
+async def run_worker(
+    registry: ToolRegistry, settings: Settings, *, concurrency: int | None = None, burst: bool = False
+) -> None:
     """One worker process: runs until SIGTERM/SIGINT, then hands back unfinished tasks."""
     engine = engine_from(settings)
-    worker = build_worker(engine, registry, concurrency=concurrency or settings.concurrency,
-                          max_result_bytes=settings.max_result_bytes,
-                          progress_min_interval=settings.progress_min_interval_s,
-                          poll_delay_s=settings.poll_interval_ms / 1000, burst=burst)
+    worker = build_worker(
+        engine,
+        registry,
+        concurrency=concurrency or settings.concurrency,
+        max_result_bytes=settings.max_result_bytes,
+        progress_min_interval=settings.progress_min_interval_s,
+        poll_delay_s=settings.poll_interval_ms / 1000,
+        burst=burst,
+    )
     try:
         await worker.async_run()
     except asyncio.CancelledError:

@@ -24,7 +24,7 @@ def parse_input_request_id(request_id: object) -> tuple[str, str] | None:
     """``(task_id, key)`` for an id made by `input_request_id` (or by the SDK's task context)."""
     if not isinstance(request_id, str) or not request_id.startswith(_PREFIX):
         return None
-    task_id, sep, key = request_id[len(_PREFIX):].rpartition("-")
+    task_id, sep, key = request_id[len(_PREFIX) :].rpartition("-")
     if not sep or not task_id or not key:
         return None
     return task_id, key

@@ -37,8 +37,13 @@ def build_server(
     server: Server[Any, Any] = Server(
         registry.name, version=registry.version, instructions=registry.instructions, lifespan=lifespan
     )
-    state = ServerState(engine, registry, server, max_argument_bytes=max_argument_bytes,
-                        progress_min_interval=progress_min_interval)
+    state = ServerState(
+        engine,
+        registry,
+        server,
+        max_argument_bytes=max_argument_bytes,
+        progress_min_interval=progress_min_interval,
+    )
     state_box.append(state)
     tools.register(state)
     task_requests.register(state)

@@ -154,8 +154,9 @@ class RedisTaskStore(TaskStore):
         Raises TaskNotFound, InvalidTransition, or TaskIsTerminal for *any* change to a finished
         task (even its message, even to the same status) - all ValueErrors.
         """
-        record = await self.engine.tasks.update(task_id, status=status, message=status_message,
-                                                fence=self._fence)
+        record = await self.engine.tasks.update(
+            task_id, status=status, message=status_message, fence=self._fence
+        )
         return to_wire_task(record)
 
     async def store_result(self, task_id: str, result: Result) -> None:

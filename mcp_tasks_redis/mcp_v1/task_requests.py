@@ -55,7 +55,9 @@ def register(state: ServerState) -> None:
             page = await state.engine.tasks.list(scope=list_scope(state.session()), cursor=cursor)
         except InvalidCursor as e:
             raise McpError(ErrorData(code=INVALID_PARAMS, message=str(e))) from None
-        return ServerResult(ListTasksResult(tasks=[to_task(r) for r in page.tasks], nextCursor=page.next_cursor))
+        return ServerResult(
+            ListTasksResult(tasks=[to_task(r) for r in page.tasks], nextCursor=page.next_cursor)
+        )
 
     async def cancel_task(request: CancelTaskRequest) -> ServerResult:
         task_id = request.params.taskId
@@ -65,10 +67,12 @@ def register(state: ServerState) -> None:
                 raise TaskIsTerminal(task_id, record.status.value, "cancelled")
             record = await state.engine.tasks.cancel(task_id, "Cancelled by the client")
         except TaskIsTerminal as e:
-            raise McpError(ErrorData(
-                code=INVALID_PARAMS,
-                message=f"Cannot cancel task: already in terminal status '{e.current}'",
-            )) from None
+            raise McpError(
+                ErrorData(
+                    code=INVALID_PARAMS,
+                    message=f"Cannot cancel task: already in terminal status '{e.current}'",
+                )
+            ) from None
         return ServerResult(CancelTaskResult(**task_fields(record)))
 
     handlers[GetTaskRequest] = get_task
@@ -95,9 +99,12 @@ async def _task_result(state: ServerState, task_id: str) -> GetTaskPayloadResult
         if message.get("id") in sent:
             return
         sent.add(message.get("id"))
-        await session.send_message(SessionMessage(
-            message=JSONRPCMessage.model_validate(message),
-            metadata=ServerMessageMetadata(related_request_id=ctx.request_id)))
+        await session.send_message(
+            SessionMessage(
+                message=JSONRPCMessage.model_validate(message),
+                metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+            )
+        )
 
     async with engine.events.watch(engine.keys.channel(task_id)) as watch:
         while True:
@@ -128,13 +135,19 @@ async def _task_result(state: ServerState, task_id: str) -> GetTaskPayloadResult
 def _payload(record: TaskRecord) -> GetTaskPayloadResult:
     meta = related_task_meta(record.task_id)
     if record.status is TaskStatus.CANCELLED:
-        raise McpError(ErrorData(code=-32603, message=f"Task {record.task_id} was cancelled",
-                                 data={"_meta": meta}))
+        raise McpError(
+            ErrorData(code=-32603, message=f"Task {record.task_id} was cancelled", data={"_meta": meta})
+        )
     if record.result is not None:
         result: dict[str, Any] = dict(record.result)
         result["_meta"] = {**(result.get("_meta") or {}), **meta}
         return GetTaskPayloadResult.model_validate(result)
     # A failed task with no tool result: the JSON-RPC error the plain call would have raised.
     error = error_data(record.error, record.status_message or "Task failed")
-    raise McpError(ErrorData(code=error.code, message=error.message,
-                             data=error.data if error.data is not None else {"_meta": meta}))
+    raise McpError(
+        ErrorData(
+            code=error.code,
+            message=error.message,
+            data=error.data if error.data is not None else {"_meta": meta},
+        )
+    )

@@ -36,7 +36,9 @@ def configure(level: int | str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -44,7 +46,9 @@ def configure(level: int | str = "INFO", fmt: str = "text") -> None:
     logging.getLogger("arq").setLevel(logging.WARNING)
     # The SDK logs a traceback whenever a client closes its SSE stream: routine, not an error.
     logging.getLogger("mcp.server.streamable_http").addFilter(
-        lambda r: not (r.exc_info and r.exc_info[0] is not None and r.exc_info[0].__name__ == "ClosedResourceError")
+        lambda r: (
+            not (r.exc_info and r.exc_info[0] is not None and r.exc_info[0].__name__ == "ClosedResourceError")
+        )
     )
     # The SDK warns for every non-numeric response id; ours are deliberately not numeric.
     root.addFilter(lambda r: "cannot be normalized" not in r.getMessage())

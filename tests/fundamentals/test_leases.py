@@ -39,7 +39,8 @@ async def healthy(redis: aioredis.Redis, namespace: str) -> AsyncIterator[TaskEn
 async def test_claiming_counts_an_attempt_and_takes_the_lease(healthy: TaskEngine) -> None:
     task = await healthy.tasks.create()
     claim = await healthy.leases.claim(task.task_id, "worker-a")
-    assert claim.outcome == "run" and claim.record is not None
+    assert claim.outcome == "run"
+    assert claim.record is not None
     assert (claim.record.attempt, claim.record.lease_owner) == (1, "worker-a")
 
 
@@ -78,7 +79,8 @@ async def test_a_task_handed_back_does_not_use_up_an_attempt(healthy: TaskEngine
     await healthy.leases.claim(task.task_id, "worker-a")
     assert await healthy.leases.release(task.task_id, "worker-a")
     again = await healthy.leases.claim(task.task_id, "worker-b")
-    assert again.record is not None and again.record.attempt == 1
+    assert again.record is not None
+    assert again.record.attempt == 1
 
 
 async def test_the_reaper_requeues_a_task_whose_worker_died(
@@ -104,7 +106,8 @@ async def test_a_task_whose_workers_keep_dying_ends_failed(
         await kill_worker(redis, namespace, task.task_id)
         await engine.leases.reap(task.task_id)
     failed = await engine.tasks.get(task.task_id)
-    assert failed is not None and failed.status is TaskStatus.FAILED
+    assert failed is not None
+    assert failed.status is TaskStatus.FAILED
     assert "worker was lost 2 time(s)" in (failed.status_message or "")
     await redis.delete(ARQ_JOB_PREFIX + task.task_id)
 
@@ -118,5 +121,6 @@ async def test_a_task_nobody_ran_before_its_ttl_ends_failed(
     outcome = await engine.leases.reap(task.task_id)
     expired = await engine.tasks.get(task.task_id)
     assert outcome == "expired"
-    assert expired is not None and expired.status is TaskStatus.FAILED
+    assert expired is not None
+    assert expired.status is TaskStatus.FAILED
     assert expired.status_message == "Task expired before a worker could finish it"

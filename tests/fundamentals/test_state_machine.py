@@ -30,7 +30,9 @@ async def test_a_new_task_is_working(engine: TaskEngine) -> None:
 
 async def test_working_and_input_required_alternate(engine: TaskEngine) -> None:
     task = await engine.tasks.create()
-    assert (await engine.tasks.update(task.task_id, status="input_required")).status is TaskStatus.INPUT_REQUIRED
+    assert (
+        await engine.tasks.update(task.task_id, status="input_required")
+    ).status is TaskStatus.INPUT_REQUIRED
     assert (await engine.tasks.update(task.task_id, status="working")).status is TaskStatus.WORKING
 
 
@@ -65,10 +67,13 @@ async def test_a_terminal_task_keeps_its_message_and_progress(engine: TaskEngine
 
 async def test_status_message_and_outcome_are_written_together(engine: TaskEngine) -> None:
     task = await engine.tasks.create()
-    done = await engine.tasks.update(task.task_id, status="failed", message="boom",
-                                     error={"code": -32603, "message": "boom"})
+    done = await engine.tasks.update(
+        task.task_id, status="failed", message="boom", error={"code": -32603, "message": "boom"}
+    )
     assert (done.status, done.status_message, done.error) == (
-        TaskStatus.FAILED, "boom", {"code": -32603, "message": "boom"}
+        TaskStatus.FAILED,
+        "boom",
+        {"code": -32603, "message": "boom"},
     )
     assert done.updated_at_ms >= task.updated_at_ms
 
@@ -79,7 +84,9 @@ async def test_a_cancel_that_lands_first_beats_the_completion(engine: TaskEngine
     with pytest.raises(TaskIsTerminal):
         await engine.tasks.update(task.task_id, status="completed", result={"content": []})
     final = await engine.tasks.get(task.task_id)
-    assert final is not None and final.status is TaskStatus.CANCELLED and final.result is None
+    assert final is not None
+    assert final.status is TaskStatus.CANCELLED
+    assert final.result is None
 
 
 async def test_a_result_staged_before_a_cancel_is_dropped(engine: TaskEngine) -> None:
@@ -97,15 +104,19 @@ async def test_changing_a_missing_task_is_refused(engine: TaskEngine) -> None:
 async def test_progress_is_stored_and_published(engine: TaskEngine) -> None:
     task = await engine.tasks.create()
     async with engine.events.watch(engine.keys.channel(task.task_id)) as watch:
-        await engine.tasks.update(task.task_id, progress=Progress(progress=40, total=100, message="40%"),
-                                  message="40%")
+        await engine.tasks.update(
+            task.task_id, progress=Progress(progress=40, total=100, message="40%"), message="40%"
+        )
         # A watcher may also see a "reconnected" nudge (re-read the task) before the event.
         event = await watch.next(5.0)
         while event is not None and event["type"] == "reconnected":
             event = await watch.next(5.0)
-    assert event is not None and event["type"] == "progress" and event["progress"]["progress"] == 40
+    assert event is not None
+    assert event["type"] == "progress"
+    assert event["progress"]["progress"] == 40
     stored = await engine.tasks.get(task.task_id)
-    assert stored is not None and stored.progress == Progress(progress=40, total=100, message="40%")
+    assert stored is not None
+    assert stored.progress == Progress(progress=40, total=100, message="40%")
 
 
 async def test_an_unknown_status_is_refused_before_reaching_redis(engine: TaskEngine) -> None:

@@ -68,8 +68,9 @@ class RedisTaskBackend:
         try:
             await self.engine.tasks.update(self.task_id, message=message, fence=self.worker_id)
         except RedisUnavailable as e:
-            log.warning("task %s: status message not stored (%s)", self.task_id, e,
-                        extra={"task_id": self.task_id})
+            log.warning(
+                "task %s: status message not stored (%s)", self.task_id, e, extra={"task_id": self.task_id}
+            )
 
     async def set_working(self) -> None:
         record = await self.engine.tasks.get(self.task_id)
@@ -108,8 +109,9 @@ class RedisTaskBackend:
                     record = await engine.tasks.get(self.task_id)
                 except RedisUnavailable as e:
                     # The request and its reply slot live in Redis: wait for it to come back.
-                    log.warning("task %s: waiting for input (%s)", self.task_id, e,
-                                extra={"task_id": self.task_id})
+                    log.warning(
+                        "task %s: waiting for input (%s)", self.task_id, e, extra={"task_id": self.task_id}
+                    )
                     await asyncio.sleep(poll)
                     continue
                 if record is None or record.is_terminal:

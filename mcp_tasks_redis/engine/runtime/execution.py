@@ -55,8 +55,15 @@ async def _guard(task: RunningTask, tool_scope: anyio.CancelScope) -> None:
         next_beat = anyio.current_time()
         while True:
             event = await watch.next(max(0.0, next_beat - anyio.current_time()))
-            if event is not None and event.get("type") == "status" and event.get("status") in (
-                "completed", "failed", "cancelled",
+            if (
+                event is not None
+                and event.get("type") == "status"
+                and event.get("status")
+                in (
+                    "completed",
+                    "failed",
+                    "cancelled",
+                )
             ):
                 reason = f"task {event['status']}"
             else:
