@@ -231,6 +231,7 @@ def decode_cursor(cursor: str, order: str) -> tuple[str, str]:
         or len(decoded) != 3  # pyright: ignore[reportUnknownArgumentType]
         or decoded[0] != order
         or not isinstance(decoded[1], int)
+        or isinstance(decoded[1], bool)  # JSON true/false are ints to Python, not scores to Redis
         or not isinstance(decoded[2], str)
         or not is_valid_task_id(decoded[2])
     ):

@@ -24,7 +24,13 @@ def current_owner() -> str | None:
     if token is None:
         return None
     issuer = str((token.claims or {}).get("iss") or "")
-    return f"{issuer}|{token.client_id}|{token.subject or ''}"
+    # Each part escaped, so that the joined string names one principal only: unescaped,
+    # (client "app", subject "a|b") and (client "app|a", subject "b") would be the same owner.
+    return "|".join(_escape(part) for part in (issuer, token.client_id, token.subject or ""))
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace("|", "%7C")
 
 
 def session_id(session: ServerSession) -> str:

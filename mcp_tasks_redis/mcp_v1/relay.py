@@ -25,13 +25,19 @@ from mcp.types import (
     TaskStatusNotification,
     TaskStatusNotificationParams,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from mcp_tasks_redis.engine.connection import describe_url
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import RedisUnavailable
 from mcp_tasks_redis.engine.record import TERMINAL_STATUSES, TaskRecord
 from mcp_tasks_redis.mcp_v1.convert import related_task_meta, task_fields
 
 log = logging.getLogger("mcp_tasks_redis.relay")
+
+# How long a relay keeps retrying while Redis cannot be reached before it gives up on its task.
+RELAY_OUTAGE_TOLERANCE_S = 60.0
 
 
 class NotificationRelay:
@@ -61,10 +67,25 @@ class NotificationRelay:
                 # notifications/progress MUST increase, but a re-run after a lost worker reports
                 # from 0 again: only progress above the highest already relayed goes out.
                 floor = None if from_start or record.progress is None else record.progress.progress
+                unreachable_since: float | None = None
                 while True:
-                    entries: list[tuple[bytes, dict[bytes, bytes]]] = await engine.redis.xrange(
-                        stream, min=f"({last}", max="+"
-                    )
+                    try:
+                        entries: list[tuple[bytes, dict[bytes, bytes]]] = await engine.redis.xrange(
+                            stream, min=f"({last}", max="+"
+                        )
+                        gone = not entries and await engine.redis.exists(engine.keys.task(task_id)) == 0
+                    except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                        # Redis restarting or failing over: the events wait in the stream, and
+                        # the relay resumes after the last one sent. A long outage ends it.
+                        now = asyncio.get_running_loop().time()
+                        if unreachable_since is None:
+                            unreachable_since = now
+                            log.warning("relay for task %s: Redis unreachable (%s); retrying", task_id, e)
+                        if now - unreachable_since >= RELAY_OUTAGE_TOLERANCE_S:
+                            raise RedisUnavailable(describe_url(engine.redis), e) from e
+                        await asyncio.sleep(poll)
+                        continue
+                    unreachable_since = None
                     for entry_id, fields in entries:
                         last = entry_id.decode()
                         event: dict[str, Any] = json.loads(fields[b"e"])
@@ -78,7 +99,7 @@ class NotificationRelay:
                         await self._send(session, record, event)
                         if event.get("type") == "status" and event.get("status") in TERMINAL_STATUSES:
                             return
-                    if not entries and await engine.redis.exists(engine.keys.task(task_id)) == 0:
+                    if gone:
                         return
                     await watch.next(poll)
                     watch.drain()

@@ -8,13 +8,16 @@ in-process task machinery: any replica built this way over the same Redis is int
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import McpError
+from mcp.types import INTERNAL_ERROR, ErrorData
 
 from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.errors import RedisUnavailable
 from mcp_tasks_redis.engine.registry import ToolRegistry
 from mcp_tasks_redis.mcp_v1 import task_requests, tools
 from mcp_tasks_redis.mcp_v1.state import ServerState
@@ -47,9 +50,24 @@ def build_server(
     state_box.append(state)
     tools.register(state)
     task_requests.register(state)
+    for kind, handler in list(server.request_handlers.items()):
+        server.request_handlers[kind] = _reporting_redis_outages(handler)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         # Touching `experimental` makes the server advertise the tasks capability for the
         # handlers registered above; enable_tasks is deliberately not called.
         _ = server.experimental  # pyright: ignore[reportDeprecated]
     return server
+
+
+def _reporting_redis_outages(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """Redis out of reach is a JSON-RPC internal error (-32603) that says so; left to the SDK, any
+    other exception is answered with code 0, which JSON-RPC does not define."""
+
+    async def handle(request: Any) -> Any:
+        try:
+            return await handler(request)
+        except RedisUnavailable as e:
+            raise McpError(ErrorData(code=INTERNAL_ERROR, message=str(e))) from None
+
+    return handle

@@ -7,7 +7,6 @@ this process and answers its result, relaying its progress on the request itself
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mcp.shared.exceptions import McpError
@@ -28,6 +27,7 @@ from mcp.types import (
 from mcp_tasks_redis.engine.context import CancellationToken, InlineBackend, RequestInfo, ToolContext
 from mcp_tasks_redis.engine.errors import TaskError
 from mcp_tasks_redis.engine.registry import InvalidArguments, Services, ToolSpec
+from mcp_tasks_redis.engine.tasks import to_json
 from mcp_tasks_redis.mcp_v1.convert import error_result, to_call_tool_result, to_task
 from mcp_tasks_redis.mcp_v1.identity import current_owner, session_id
 from mcp_tasks_redis.mcp_v1.state import ServerState
@@ -78,7 +78,11 @@ async def _call_tool(state: ServerState, request: CallToolRequest) -> ServerResu
         raise McpError(ErrorData(code=METHOD_NOT_FOUND,
                                  message=f"Tool {spec.name!r} must be called as a task (params.task)"))
     arguments: dict[str, Any] = dict(params.arguments or {})
-    size = len(json.dumps(arguments, default=str).encode())
+    # Measured as the task stores them (compact JSON, UTF-8), so the limit is the stored size.
+    try:
+        size = len(to_json(arguments, "Tool arguments").encode())
+    except TaskError as e:
+        raise _invalid(str(e)) from None
     if size > state.max_argument_bytes:
         raise _invalid(f"Arguments of {spec.name!r} are {size} bytes, over the limit of "
                        f"{state.max_argument_bytes} bytes")

@@ -23,6 +23,7 @@ from mcp_tasks_redis.engine.record import TaskStatus
 from mcp_tasks_redis.engine.registry import Services, ToolRegistry, ToolSpec
 from mcp_tasks_redis.engine.runtime.execution import RunningTask, TaskRunner
 from mcp_tasks_redis.engine.runtime.worker import TaskWorker
+from mcp_tasks_redis.engine.tasks import to_json
 from mcp_tasks_redis.mcp_v1.convert import INTERNAL_ERROR, to_call_tool_result
 from mcp_tasks_redis.mcp_v1.inbox import input_request
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
@@ -77,7 +78,8 @@ async def _run_tool(task: RunningTask, spec: ToolSpec, context: ToolContext, sto
         if not result.isError:
             await context.progress.finish()
         payload: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-        size = len(str(payload).encode())
+        # Measured as the task stores it (compact JSON, UTF-8), so the limit is the stored size.
+        size = len(to_json(payload, "Tool result").encode())
         if max_result_bytes is not None and size > max_result_bytes:
             raise ValueError(f"Tool result is {size} bytes, over the limit of {max_result_bytes} bytes")
         text = next((c.text for c in result.content if c.type == "text"), None)

@@ -140,8 +140,8 @@ class TaskWorker(Worker):
             log.warning("reaper: %s", e)
             return
         for task_id, outcome in outcomes.items():
-            if outcome in ("requeued", "failed", "expired"):
-                self.requeued += outcome == "requeued"
+            if outcome in ("requeued", "redelivered", "failed", "expired"):
+                self.requeued += outcome in ("requeued", "redelivered")
                 log.warning("reaper: task %s %s", task_id, outcome, extra={"task_id": task_id})
 
     async def _report_health(self) -> None:

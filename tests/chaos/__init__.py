@@ -1,0 +1,1 @@
+"""Chaos suites: real processes and a real Redis, broken on purpose."""

@@ -1,0 +1,289 @@
+"""Serialization audit: nothing the system writes to Redis is pickled.
+
+A full run on real processes - tasks that complete with progress, fail, are cancelled, ask the
+user (elicitation: the request queued, the reply stored), and one whose worker is SIGKILLed and
+that is re-run elsewhere - with the namespace audited at four moments (input pending, reply
+stored while the worker is frozen, just after the crash, and at the end). Each audit walks EVERY
+key of the namespace and every arq key of every task, reads every value by its type (string, hash
+field names and values, list items, set members, stream entry ids, field names and values, zset
+members) and checks that none is a pickle (no protocol header ``\\x80`` + protocol byte, nor any
+byte string that parses as a whole pickle stream; parsed with pickletools, never unpickled), that
+everything is UTF-8 text, and that everything meant to be JSON parses as JSON.
+
+    .venv/bin/pytest tests/chaos/test_serialization_audit.py -s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import pickletools
+import re
+import signal
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+pytest.register_assert_rewrite("tests.integration.procs")
+
+from mcp.shared.exceptions import McpError  # noqa: E402
+from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult  # noqa: E402
+
+from mcp_tasks_redis.engine.dispatch import (  # noqa: E402
+    ARQ_IN_PROGRESS_PREFIX,
+    ARQ_JOB_PREFIX,
+    ARQ_RESULT_PREFIX,
+    ARQ_RETRY_PREFIX,
+)
+from mcp_tasks_redis.engine.engine import TaskEngine  # noqa: E402
+from tests.integration.procs import (  # noqa: E402
+    Notifications,
+    ProductProcess,
+    Stack,
+    http_session,
+    started_on,
+    task_status,
+)
+
+pytest_plugins = ["tests.integration.procs"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+LEASE_MS = 2000
+# Task hash fields that hold JSON; every other field is plain text (ids, numbers, statuses, messages).
+JSON_TASK_FIELDS = {b"args", b"ptoken", b"meta", b"result", b"error", b"progress"}
+
+
+def is_pickle(value: bytes) -> bool:
+    """A pickle of protocol 2+ starts with PROTO (0x80, protocol); protocols 0 and 1 have no header,
+    so any byte string that parses, opcode by opcode, as one whole pickle ending in STOP counts too."""
+    if len(value) >= 2 and value[0] == 0x80 and 1 <= value[1] <= 5:
+        return True
+    if not value.endswith(b"."):
+        return False
+    try:
+        ops = list(pickletools.genops(value))
+    except Exception:
+        return False
+    return len(ops) >= 2 and ops[-1][0].name == "STOP" and ops[-1][2] == len(value) - 1
+
+
+@dataclass
+class Audit:
+    values: Counter[str] = field(default_factory=Counter[str])
+    keys: Counter[str] = field(default_factory=Counter[str])
+    problems: list[str] = field(default_factory=list[str])
+
+    def check(self, key: str, where: str, value: bytes, *, json_expected: bool) -> None:
+        self.values["json" if json_expected else "text"] += 1
+        if is_pickle(value):
+            self.problems.append(f"{key} {where}: pickled {value[:40]!r}")
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            self.problems.append(f"{key} {where}: not UTF-8 text {value[:40]!r}")
+            return
+        if json_expected:
+            try:
+                json.loads(text)
+            except ValueError:
+                self.problems.append(f"{key} {where}: not JSON {value[:80]!r}")
+
+
+def kind_of(key: str, namespace: str) -> str:
+    """A name for the family of a key (for the figures and the coverage check)."""
+    if key.startswith("arq:"):
+        return key.split(":")[1] if key.count(":") >= 2 else key
+    rest = key[len(namespace) + 1 :]
+    if rest.startswith("task:"):
+        parts = rest.split(":")
+        return "task" if len(parts) == 2 else f"task {parts[-1]}"
+    return re.sub(r":.*", "", rest) if not rest.startswith("index:") else ":".join(rest.split(":")[:2])
+
+
+async def audit(engine: TaskEngine, namespace: str, task_ids: list[str], result: Audit) -> None:
+    redis = engine.redis
+    keys = [k.decode() async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
+    for task_id in task_ids:
+        for prefix in (ARQ_JOB_PREFIX, ARQ_IN_PROGRESS_PREFIX, ARQ_RETRY_PREFIX, ARQ_RESULT_PREFIX):
+            if await redis.exists(prefix + task_id):
+                keys.append(prefix + task_id)
+    for key in keys:
+        kind = (await redis.type(key)).decode()
+        family = kind_of(key, namespace)
+        result.keys[f"{family} ({kind})"] += 1
+        result.check(key, "name", key.encode(), json_expected=False)
+        if kind == "string":
+            value = await redis.get(key)
+            if value is not None:
+                json_expected = family in ("job", "worker")
+                result.check(key, "value", value, json_expected=json_expected)
+        elif kind == "hash":
+            for name, value in (await redis.hgetall(key)).items():
+                result.check(key, "field name", name, json_expected=False)
+                json_expected = family in ("task inputs", "task replies") or (
+                    family == "task" and name in JSON_TASK_FIELDS
+                )
+                result.check(
+                    key, f"field {name.decode(errors='replace')}", value, json_expected=json_expected
+                )
+        elif kind == "list":
+            for item in await redis.lrange(key, 0, -1):
+                result.check(key, "item", item, json_expected=family == "task inbox")
+        elif kind == "set":
+            for member in await redis.smembers(key):
+                result.check(key, "member", member, json_expected=False)
+        elif kind == "zset":
+            for member, _ in await redis.zrange(key, 0, -1, withscores=True):
+                result.check(key, "member", member, json_expected=False)
+        elif kind == "stream":
+            for entry_id, fields in await redis.xrange(key):
+                result.check(key, "entry id", entry_id, json_expected=False)
+                for name, value in fields.items():
+                    result.check(key, "entry field name", name, json_expected=False)
+                    result.check(
+                        key,
+                        f"entry {name.decode(errors='replace')}",
+                        value,
+                        json_expected=family == "task events",
+                    )
+        elif kind != "none":  # gone between SCAN and TYPE (expired, finished)
+            result.problems.append(f"{key}: unexpected type {kind}")
+
+
+async def test_nothing_written_is_pickled(stack: Stack, engine: TaskEngine) -> None:
+    stack.configure(lease_ms=LEASE_MS, poll_interval_ms=250)
+    server, *workers = await asyncio.gather(
+        stack.start_server(), stack.start_worker("worker-1"), stack.start_worker("worker-2")
+    )
+    namespace = stack.namespace
+    seen = Audit()
+    ids: list[str] = []
+    moments: list[str] = []
+
+    async def take(moment: str) -> None:
+        await audit(engine, namespace, ids, seen)
+        moments.append(moment)
+
+    answered = asyncio.Event()
+
+    async def answer(_: Any, params: ElicitRequestParams) -> ElicitResult:
+        answered.set()
+        return ElicitResult(action="accept", content={"answer": "forty-two \u2603 \U0001f642"})
+
+    notes = Notifications()
+    async with http_session(server.url, message_handler=notes, elicitation_callback=answer) as session:
+
+        async def create(tool: str, arguments: dict[str, Any], **meta: Any) -> str:
+            created = await session.experimental.call_tool_as_task(tool, arguments, meta=meta or None)
+            ids.append(created.task.taskId)
+            return created.task.taskId
+
+        done = await create("slow_compute", {"seconds": 0.5}, progressToken="p-\u00e9")
+        failed = await create("fail", {"message": "boom \u2620"})
+        cancelled = await create("slow_compute", {"seconds": 30})
+        asked = await create("ask_user", {"question": "What is the answer? \u00bf"})
+        await started_on(workers, cancelled)
+        await session.experimental.cancel_task(cancelled)
+
+        # 1. An input request is pending: queued on the task's inbox and stored in its inputs.
+        await task_status(session, asked, {"input_required"})
+        await take("input pending")
+
+        # 2. The client's reply is stored while the asking worker is frozen and cannot take it.
+        asker, _ = await started_on(workers, asked)
+        asker.send(signal.SIGSTOP)
+        try:
+            fetch = asyncio.create_task(session.experimental.get_task_result(asked, CallToolResult))
+            await asyncio.wait_for(answered.wait(), 10)
+            await wait_for_reply(engine, asked)
+            await take("reply stored")
+        finally:
+            asker.send(signal.SIGCONT)
+        answer_result = await asyncio.wait_for(fetch, 20)
+        assert not answer_result.isError
+
+        # 3. A worker dies mid-task: its lease, arq's in-progress lock and the job stay behind.
+        crashed = await create("slow_compute", {"seconds": 3}, progressToken=7)
+        victim, _ = await started_on(workers, crashed)
+        await asyncio.sleep(0.5)
+        victim.kill()
+        await take("worker crashed")
+        survivors: list[ProductProcess] = [w for w in workers if w is not victim]
+        await started_on(survivors, crashed, attempt=2, timeout_s=LEASE_MS / 1000 + 5)
+
+        for task_id in ids:
+            with contextlib.suppress(McpError):
+                await asyncio.wait_for(session.experimental.get_task_result(task_id, CallToolResult), 20)
+        statuses = {t: (await session.experimental.get_task(t)).status for t in ids}
+        assert statuses == {
+            done: "completed",
+            failed: "failed",
+            cancelled: "cancelled",
+            asked: "completed",
+            crashed: "completed",
+        }, statuses
+    # 4. The end of the run.
+    await take("end")
+
+    print(
+        f"\nserialization audit at {len(moments)} moments ({', '.join(moments)}): "
+        f"{sum(seen.keys.values())} keys read, {seen.values['json']} JSON values, "
+        f"{seen.values['text']} text values, {len(seen.problems)} problems"
+    )
+    for family, count in sorted(seen.keys.items()):
+        print(f"  {family}: {count}")
+    assert not seen.problems, "\n".join(seen.problems[:20])
+    families = {f.split(" (")[0] for f in seen.keys}
+    expected = {
+        "task",
+        "task events",
+        "task inputs",
+        "task replies",
+        "index",
+        "index:session",
+        "active",
+        "queue",
+        "workers",
+        "worker",
+        "job",
+        "in-progress",
+        "retry",
+    }
+    assert expected <= families, f"the audit did not see {sorted(expected - families)}"
+
+
+async def wait_for_reply(engine: TaskEngine, task_id: str) -> None:
+    for _ in range(200):
+        if await engine.redis.hlen(engine.keys.replies(task_id)):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the reply never reached the task's reply slot")
+
+
+def test_the_pickle_detector_detects_pickles() -> None:
+    import pickle
+
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        for value in ({"a": 1}, "text", [1, 2.5, None], ("t", b"b")):
+            assert is_pickle(pickle.dumps(value, protocol=protocol)), (protocol, value)
+    for text in (
+        b"Completed",
+        b'{"a":1}',
+        b"working",
+        b"1700000000000",
+        b"Task abandoned.",
+        b".",
+        b"",
+        "Hello, \u00e9.".encode(),
+        b"1-0",
+        b"host:12:abcdef",
+    ):
+        assert not is_pickle(text), text
