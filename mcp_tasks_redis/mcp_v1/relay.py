@@ -118,23 +118,31 @@ class NotificationRelay:
         kind = event.get("type")
         if kind == "progress" and record.progress_token is not None:
             progress: dict[str, Any] = event.get("progress") or {}
-            params = ProgressNotificationParams.model_validate({
-                "progressToken": record.progress_token,
-                "progress": progress.get("progress", 0.0),
-                "total": progress.get("total"),
-                "message": progress.get("message"),
-                "_meta": related_task_meta(record.task_id),
-            })
-            await session.send_notification(ServerNotification(
-                ProgressNotification(method="notifications/progress", params=params)))
+            params = ProgressNotificationParams.model_validate(
+                {
+                    "progressToken": record.progress_token,
+                    "progress": progress.get("progress", 0.0),
+                    "total": progress.get("total"),
+                    "message": progress.get("message"),
+                    "_meta": related_task_meta(record.task_id),
+                }
+            )
+            await session.send_notification(
+                ServerNotification(ProgressNotification(method="notifications/progress", params=params))
+            )
         elif kind == "status":
             fields = task_fields(record)
             fields["status"] = event["status"]
             fields["statusMessage"] = event.get("message")
             if isinstance(event.get("at"), int):
                 fields["lastUpdatedAt"] = datetime.fromtimestamp(event["at"] / 1000, tz=UTC)
-            await session.send_notification(ServerNotification(TaskStatusNotification(
-                method="notifications/tasks/status", params=TaskStatusNotificationParams(**fields))))
+            await session.send_notification(
+                ServerNotification(
+                    TaskStatusNotification(
+                        method="notifications/tasks/status", params=TaskStatusNotificationParams(**fields)
+                    )
+                )
+            )
 
     async def close(self) -> None:
         for relay in list(self._relays.values()):

@@ -72,11 +72,17 @@ async def _call_tool(state: ServerState, request: CallToolRequest) -> ServerResu
     negotiated = client is None or str(client.protocolVersion) >= TASKS_PROTOCOL_VERSION
     as_task = params.task is not None and negotiated
     if as_task and spec.task_support == "forbidden":
-        raise McpError(ErrorData(code=METHOD_NOT_FOUND,
-                                 message=f"Tool {spec.name!r} does not support task-augmented calls"))
+        raise McpError(
+            ErrorData(
+                code=METHOD_NOT_FOUND, message=f"Tool {spec.name!r} does not support task-augmented calls"
+            )
+        )
     if not as_task and spec.task_support == "required" and negotiated:
-        raise McpError(ErrorData(code=METHOD_NOT_FOUND,
-                                 message=f"Tool {spec.name!r} must be called as a task (params.task)"))
+        raise McpError(
+            ErrorData(
+                code=METHOD_NOT_FOUND, message=f"Tool {spec.name!r} must be called as a task (params.task)"
+            )
+        )
     arguments: dict[str, Any] = dict(params.arguments or {})
     # Measured as the task stores them (compact JSON, UTF-8), so the limit is the stored size.
     try:
@@ -84,8 +90,9 @@ async def _call_tool(state: ServerState, request: CallToolRequest) -> ServerResu
     except TaskError as e:
         raise _invalid(str(e)) from None
     if size > state.max_argument_bytes:
-        raise _invalid(f"Arguments of {spec.name!r} are {size} bytes, over the limit of "
-                       f"{state.max_argument_bytes} bytes")
+        raise _invalid(
+            f"Arguments of {spec.name!r} are {size} bytes, over the limit of {state.max_argument_bytes} bytes"
+        )
     try:
         arguments = spec.validate_arguments(arguments)
     except InvalidArguments as e:
@@ -114,28 +121,36 @@ async def _call_tool(state: ServerState, request: CallToolRequest) -> ServerResu
     return ServerResult(CreateTaskResult(task=to_task(record)))
 
 
-async def _run_inline(state: ServerState, spec: ToolSpec, arguments: dict[str, Any],
-                      token: str | int | None) -> Any:
+async def _run_inline(
+    state: ServerState, spec: ToolSpec, arguments: dict[str, Any], token: str | int | None
+) -> Any:
     ctx = state.server.request_context
     session = ctx.session
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         if token is not None:
-            await session.send_progress_notification(token, progress, total, message,
-                                                     related_request_id=str(ctx.request_id))
+            await session.send_progress_notification(
+                token, progress, total, message, related_request_id=str(ctx.request_id)
+            )
 
     async def on_input(method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method != "elicitation/create":
             raise _invalid(f"{method} is only available to tools run as tasks")
         elicit = ElicitRequestFormParams.model_validate(params)
-        result = await session.elicit(elicit.message, elicit.requestedSchema,
-                                      related_request_id=ctx.request_id)
+        result = await session.elicit(
+            elicit.message, elicit.requestedSchema, related_request_id=ctx.request_id
+        )
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
-    request = RequestInfo(task_id=None, owner=current_owner(), session=session_id(session),
-                          progress_token=token, tool=spec.name)
-    context = ToolContext.create(InlineBackend(on_progress, on_input), request, CancellationToken(),
-                                 min_interval=state.progress_min_interval)
+    request = RequestInfo(
+        task_id=None, owner=current_owner(), session=session_id(session), progress_token=token, tool=spec.name
+    )
+    context = ToolContext.create(
+        InlineBackend(on_progress, on_input),
+        request,
+        CancellationToken(),
+        min_interval=state.progress_min_interval,
+    )
     try:
         value = await spec.invoke(arguments, Services.from_context(context))
     except McpError:

@@ -31,8 +31,9 @@ from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 log = logging.getLogger("mcp_tasks_redis.worker")
 
 
-def make_runner(registry: ToolRegistry, *, max_result_bytes: int | None = None,
-                progress_min_interval: float = 0.1) -> TaskRunner:
+def make_runner(
+    registry: ToolRegistry, *, max_result_bytes: int | None = None, progress_min_interval: float = 0.1
+) -> TaskRunner:
     """The adapter's half of a worker: how one task's tool is run and its outcome recorded."""
 
     async def run(task: RunningTask) -> None:
@@ -41,8 +42,13 @@ def make_runner(registry: ToolRegistry, *, max_result_bytes: int | None = None,
         if spec is None:
             known = ", ".join(registry.names()) or "none"
             message = f"Unknown tool {record.tool!r}: this worker serves {known}"
-            await _finish(engine, task, status=TaskStatus.FAILED, message=message,
-                          error={"code": INTERNAL_ERROR, "message": message})
+            await _finish(
+                engine,
+                task,
+                status=TaskStatus.FAILED,
+                message=message,
+                error={"code": INTERNAL_ERROR, "message": message},
+            )
             return
         request = RequestInfo(
             task_id=record.task_id,
@@ -63,14 +69,23 @@ def make_runner(registry: ToolRegistry, *, max_result_bytes: int | None = None,
             except (LeaseLost, TaskIsTerminal) as e:
                 # The task was taken over by another worker, or finished (cancelled) meanwhile: this
                 # run's outcome, and the SDK's marking of its failure, are dropped.
-                log.info("task %s: outcome of this run dropped (%s)", record.task_id, e,
-                         extra={"task_id": record.task_id})
+                log.info(
+                    "task %s: outcome of this run dropped (%s)",
+                    record.task_id,
+                    e,
+                    extra={"task_id": record.task_id},
+                )
 
     return run
 
 
-async def _run_tool(task: RunningTask, spec: ToolSpec, context: ToolContext, store: RedisTaskStore,
-                    max_result_bytes: int | None) -> None:
+async def _run_tool(
+    task: RunningTask,
+    spec: ToolSpec,
+    context: ToolContext,
+    store: RedisTaskStore,
+    max_result_bytes: int | None,
+) -> None:
     record, engine = task.record, task.engine
     async with task_execution(record.task_id, store):
         value = await spec.invoke(record.arguments or {}, Services.from_context(context))
@@ -84,15 +99,23 @@ async def _run_tool(task: RunningTask, spec: ToolSpec, context: ToolContext, sto
             raise ValueError(f"Tool result is {size} bytes, over the limit of {max_result_bytes} bytes")
         text = next((c.text for c in result.content if c.type == "text"), None)
         await _finish(
-            engine, task,
+            engine,
+            task,
             status=TaskStatus.FAILED if result.isError else TaskStatus.COMPLETED,
             message=(text or "Tool reported an error") if result.isError else "Completed",
             result=payload,
         )
 
 
-async def _finish(engine: TaskEngine, task: RunningTask, *, status: TaskStatus, message: str,
-                  result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+async def _finish(
+    engine: TaskEngine,
+    task: RunningTask,
+    *,
+    status: TaskStatus,
+    message: str,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
     """Write the outcome, fenced by the lease. While Redis is out of reach the write is retried for
     as long as the lease can outlive the outage (the guard keeps renewing it); after that another
     worker re-runs the task, so giving up loses nothing."""
@@ -101,8 +124,9 @@ async def _finish(engine: TaskEngine, task: RunningTask, *, status: TaskStatus, 
     give_up_at = loop.time() + engine.limits.lease_ms / 1000
     while True:
         try:
-            await engine.tasks.update(task_id, status=status, message=message, result=result,
-                                      error=error, fence=task.worker_id)
+            await engine.tasks.update(
+                task_id, status=status, message=message, result=result, error=error, fence=task.worker_id
+            )
             return
         except TaskIsTerminal:
             # A cancel landed first: it wins, and this outcome is dropped (DESIGN decision 1). (Or
@@ -116,14 +140,21 @@ async def _finish(engine: TaskEngine, task: RunningTask, *, status: TaskStatus, 
         except RedisUnavailable as e:
             if loop.time() >= give_up_at:
                 raise
-            log.warning("task %s: outcome not written yet (%s); retrying", task_id, e,
-                        extra={"task_id": task_id})
+            log.warning(
+                "task %s: outcome not written yet (%s); retrying", task_id, e, extra={"task_id": task_id}
+            )
             await asyncio.sleep(0.2)
 
 
-def build_worker(engine: TaskEngine, registry: ToolRegistry, *, concurrency: int = 10,
-                 max_result_bytes: int | None = None, progress_min_interval: float = 0.1,
-                 **options: Any) -> TaskWorker:
+def build_worker(
+    engine: TaskEngine,
+    registry: ToolRegistry,
+    *,
+    concurrency: int = 10,
+    max_result_bytes: int | None = None,
+    progress_min_interval: float = 0.1,
+    **options: Any,
+) -> TaskWorker:
     return TaskWorker(
         engine,
         make_runner(registry, max_result_bytes=max_result_bytes, progress_min_interval=progress_min_interval),

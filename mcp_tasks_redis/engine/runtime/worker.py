@@ -79,8 +79,14 @@ class TaskWorker(Worker):
         super().__init__(
             # arq's timeout would kill long tools and its in-progress lock would delay crash
             # recovery until it expired; the engine's lease and reaper do both jobs instead.
-            [func(self._run_job, name=dispatch.JOB_FUNCTION, max_tries=1_000_000,
-                  timeout=engine.limits.max_ttl_ms / 1000)],
+            [
+                func(
+                    self._run_job,
+                    name=dispatch.JOB_FUNCTION,
+                    max_tries=1_000_000,
+                    timeout=engine.limits.max_ttl_ms / 1000,
+                )
+            ],
             queue_name=engine.keys.queue,
             redis_pool=pool,
             max_jobs=concurrency,
