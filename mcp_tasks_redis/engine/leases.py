@@ -44,7 +44,7 @@ class Leases:
         limits = self.conn.limits
         reply: list[Any] = await self.conn.run(
             self.conn.scripts.claim,
-            self._keys(task_id),
+            [*self._keys(task_id), self.conn.keys.queue],
             [
                 worker_id,
                 limits.lease_ms,
@@ -73,7 +73,12 @@ class Leases:
 
     async def release(self, task_id: str, worker_id: str) -> bool:
         """Hand a task back (worker stopping): the attempt is not counted."""
-        released = await self.conn.run(self.conn.scripts.release, self._keys(task_id), [worker_id])
+        keys = self.conn.keys
+        released = await self.conn.run(
+            self.conn.scripts.release,
+            [*self._keys(task_id), keys.queue, ARQ_JOB_PREFIX + task_id],
+            [worker_id, keys.wake_channel, job_payload(task_id)],
+        )
         return bool(released)
 
     async def due(self, limit: int = 100) -> list[str]:

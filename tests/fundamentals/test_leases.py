@@ -124,3 +124,29 @@ async def test_a_task_nobody_ran_before_its_ttl_ends_failed(
     assert expired is not None
     assert expired.status is TaskStatus.FAILED
     assert expired.status_message == "Task expired before a worker could finish it"
+
+
+async def test_a_claimed_job_leaves_the_queue(healthy: TaskEngine, redis: aioredis.Redis) -> None:
+    # Otherwise running jobs would crowd the head of the queue that every worker reads.
+    task = await healthy.tasks.create(dispatch=True)
+    assert await redis.zscore(healthy.keys.queue, task.task_id) is not None
+    await healthy.leases.claim(task.task_id, "worker-a")
+    assert await redis.zscore(healthy.keys.queue, task.task_id) is None
+    await redis.delete(ARQ_JOB_PREFIX + task.task_id)
+
+
+async def test_a_handed_back_job_goes_to_the_head_of_the_queue(
+    healthy: TaskEngine, redis: aioredis.Redis
+) -> None:
+    task = await healthy.tasks.create(dispatch=True)
+    later = await healthy.tasks.create(dispatch=True)
+    await healthy.leases.claim(task.task_id, "worker-a")
+    async with healthy.events.watch(healthy.keys.wake_channel) as wake:
+        assert await healthy.leases.release(task.task_id, "worker-a")
+        woken = await wake.next(5.0)
+        while woken is not None and woken.get("type") == "reconnected":
+            woken = await wake.next(5.0)
+    head = await redis.zrange(healthy.keys.queue, 0, 0)
+    assert head == [task.task_id.encode()]
+    assert woken == {"type": "raw", "data": task.task_id}
+    await redis.delete(ARQ_JOB_PREFIX + task.task_id, ARQ_JOB_PREFIX + later.task_id)

@@ -1,6 +1,6 @@
 -- A worker takes a task it was handed: count the attempt and take the lease, unless the task is
 -- finished, another worker holds a live lease, or the attempts are used up (then it fails).
--- KEYS: 1-5 per-task, 6 active
+-- KEYS: 1-5 per-task, 6 active, 7 arq queue
 -- ARGV: 1 worker id, 2 lease ms, 3 grace ms, 4 channel, 5 stream maxlen
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return { 'missing' }
@@ -27,6 +27,10 @@ if attempt > max_attempts then
 end
 redis.call('HSET', KEYS[1], 'lease_owner', worker, 'lease_until', now + lease)
 redis.call('ZADD', KEYS[6], now + lease, id)
+-- arq would keep a running job in its queue until it finishes, and every worker reads only the
+-- head of the queue: with more tasks running than that window, queued jobs behind them would
+-- go unseen. The lease now guards the task; the reaper or a hand-back puts the job back.
+redis.call('ZREM', KEYS[7], id)
 local expires = tonumber(redis.call('HGET', KEYS[1], 'expires'))
 if expires < now + lease + grace then
   expire_task(now + lease + grace)
