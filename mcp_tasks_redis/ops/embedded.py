@@ -88,7 +88,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` so that the child gets SIGTERM when its parent dies (Linux, main thread
     only: PR_SET_PDEATHSIG fires when the forking *thread* ends, which a worker thread soon may)."""
     if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
@@ -313,7 +313,7 @@ class EmbeddedRedis:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for the dev stack must not kill Redis first
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         url = f"redis://{_HOST}:{port}/0"
         deadline = time.monotonic() + self.start_timeout

@@ -12,7 +12,6 @@ SIGTERM, a bounded wait, then SIGKILL; nothing is left running.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -33,7 +32,7 @@ import redis
 import redis.exceptions
 
 from mcp_tasks_redis.engine.keys import KeySpace
-from mcp_tasks_redis.ops.embedded import EmbeddedRedis, EmbeddedRedisError, redis_answers
+from mcp_tasks_redis.ops.embedded import EmbeddedRedis, EmbeddedRedisError, die_with_parent, redis_answers
 from mcp_tasks_redis.settings import DEFAULT_REDIS_URL
 
 __all__ = ["Child", "DevStack", "RedisChoice", "StackError", "choose_redis", "free_port", "http_health"]
@@ -100,22 +99,6 @@ def http_health(url: str, timeout: float = 2.0) -> tuple[bool, str]:
 
 def _quiet(_line: str) -> None:
     pass
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    # PR_SET_PDEATHSIG fires when the forking *thread* ends, so only fork from the main thread
-    # with it; a stack started elsewhere still stops its children in stop().
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG: a SIGKILLed parent leaves no orphans
-
-    return preexec
 
 
 @dataclass
@@ -265,7 +248,7 @@ class DevStack:
             # Own process group: a Ctrl-C in the terminal reaches only us, and we stop the children
             # in order (workers first, so they hand their tasks back while Redis is still up).
             process_group=0,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         return Child(name, process)
 
