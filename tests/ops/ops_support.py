@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -121,17 +122,26 @@ async def mcp_session(
 async def run_task(url: str, tool: str, arguments: dict[str, Any]) -> tuple[str, CallToolResult, list[float]]:
     """Call ``tool`` as a task with a progressToken; return (task id, result, progress values seen).
 
-    The result is awaited for at most RESULT_TIMEOUT_S."""
+    The result is awaited for at most RESULT_TIMEOUT_S. Notifications travel on the session's own
+    stream, not on the tasks/result response, so the final 100 % may arrive just after the
+    result: it is awaited (briefly) before the session closes."""
     seen: list[float] = []
+    finished = asyncio.Event()
 
     async def on_message(message: Any) -> None:
         root = getattr(message, "root", None)
         if getattr(root, "method", None) == "notifications/progress":
             seen.append(float(root.params.progress))  # type: ignore[union-attr]
+            if seen[-1] >= 100.0:
+                finished.set()
 
     async with mcp_session(url, on_message) as (_, tasks):
         created = await tasks.call_tool_as_task(tool, arguments, meta={"progressToken": "t"})
         result = await asyncio.wait_for(
             tasks.get_task_result(created.task.taskId, CallToolResult), RESULT_TIMEOUT_S
         )
+        if not result.isError:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await finished.wait()
     return created.task.taskId, result, seen
