@@ -201,12 +201,12 @@ class Tasks:
             [index],
             [order, limit, after_score, after_id, f"{keys.namespace}:task:"],
         )
-        records = [TaskRecord.from_redis(row) for row in rows]
+        records = [TaskRecord.from_redis(row[1]) for row in rows]
         if len(records) <= limit:
             return Page(records, None)
-        records = records[:limit]
-        last = records[-1]
-        return Page(records, encode_cursor(last.created_at_ms, last.task_id, order))
+        # The cursor holds the last row's index score (not its creation time: see create.lua).
+        last_score = int(float(rows[limit - 1][0]))
+        return Page(records[:limit], encode_cursor(last_score, records[limit - 1].task_id, order))
 
 
 def job_key(task_id: str) -> str:

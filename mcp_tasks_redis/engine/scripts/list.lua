@@ -1,5 +1,5 @@
 -- One page of a listing index, newest-first or oldest-first, after a (score, id) cursor.
--- Members whose task has expired are pruned on the way.
+-- Members whose task has expired are pruned on the way. Returns {score, record} pairs.
 -- KEYS: 1 index
 -- ARGV: 1 'desc' | 'asc', 2 page size, 3 cursor score ('' = from the start), 4 cursor id,
 --       5 task key prefix
@@ -29,7 +29,7 @@ while #out <= limit do
         redis.call('ZREM', KEYS[1], member)
         offset = offset - 1
       else
-        out[#out + 1] = record
+        out[#out + 1] = { score, record }
       end
     end
   end
