@@ -44,6 +44,16 @@ class TaskEngine:
     ) -> TaskEngine:
         return cls(connect(url, **options), namespace=namespace, limits=limits, owns_client=True)
 
+    @classmethod
+    def adopt(
+        cls, redis: aioredis.Redis | TaskEngine, *, namespace: str, limits: TaskLimits | None
+    ) -> tuple[TaskEngine, bool]:
+        """An engine for a client, or the given engine itself; True when the caller made it (and
+        so must close it), False for a shared engine, which belongs to its creator."""
+        if isinstance(redis, TaskEngine):
+            return redis, False
+        return cls(redis, namespace=namespace, limits=limits), True
+
     @property
     def redis(self) -> aioredis.Redis:
         return self.conn.redis

@@ -33,7 +33,7 @@ from mcp.shared.experimental.tasks.store import TaskStore
 from mcp.types import INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
 from pydantic import ValidationError
 
-from mcp_tasks_redis.engine.connection import TaskLimits, connect
+from mcp_tasks_redis.engine.connection import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import RedisUnavailable, TaskError
 from mcp_tasks_redis.mcp_v1.inbox import parse_input_request_id
@@ -102,10 +102,6 @@ def _deliver(resolver: Resolver[dict[str, Any]], reply: ReplyEnvelope) -> None:
         resolver.set_result(reply.get("result") or {})
 
 
-def _engine_of(redis: aioredis.Redis | TaskEngine, namespace: str, limits: TaskLimits | None) -> TaskEngine:
-    return redis if isinstance(redis, TaskEngine) else TaskEngine(redis, namespace=namespace, limits=limits)
-
-
 class RedisTaskMessageQueue(TaskMessageQueue):
     """Per-task FIFO in Redis, for ``server.experimental.enable_tasks(queue=...)``.
 
@@ -120,14 +116,13 @@ class RedisTaskMessageQueue(TaskMessageQueue):
         limits: TaskLimits | None = None,
         poll_s: float | None = None,
     ) -> None:
-        self.engine = _engine_of(redis, namespace, limits)
-        self._owns_engine = not isinstance(redis, TaskEngine)
+        self.engine, self._owns_engine = TaskEngine.adopt(redis, namespace=namespace, limits=limits)
         self._poll_s = poll_s
         self._waiters: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "mcp-tasks", **limits: Any) -> RedisTaskMessageQueue:
-        engine = TaskEngine(connect(url), namespace=namespace, limits=TaskLimits(**limits), owns_client=True)
+        engine = TaskEngine.from_url(url, namespace=namespace, limits=TaskLimits(**limits))
         queue = cls(engine)
         queue._owns_engine = True
         return queue

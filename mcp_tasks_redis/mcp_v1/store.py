@@ -19,7 +19,7 @@ from mcp.types import CallToolResult, ErrorData, Result, Task, TaskMetadata
 from mcp.types import TaskStatus as WireStatus
 from pydantic import ValidationError
 
-from mcp_tasks_redis.engine.connection import TaskLimits, connect
+from mcp_tasks_redis.engine.connection import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import NotSerializable, TaskNotFound
 from mcp_tasks_redis.engine.record import TaskStatus
@@ -78,13 +78,7 @@ class RedisTaskStore(TaskStore):
         longer holds the task's lease (another worker took it over), so a stale worker can
         never overwrite the outcome of the run that replaced it."""
         self._fence = fence
-        if isinstance(redis, TaskEngine):
-            # A shared engine belongs to its creator; we never close it.
-            self.engine = redis
-            self._owns_engine = False
-        else:
-            self.engine = TaskEngine(redis, namespace=namespace, limits=limits)
-            self._owns_engine = True
+        self.engine, self._owns_engine = TaskEngine.adopt(redis, namespace=namespace, limits=limits)
         self._scope = scope
         # Oldest-first by default, like the SDK's in-memory store; both orders are stable.
         self._newest_first = newest_first
@@ -93,7 +87,7 @@ class RedisTaskStore(TaskStore):
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "mcp-tasks", **limits: Any) -> RedisTaskStore:
         """A store with its own connection; ``limits`` are `TaskLimits` fields (``max_ttl_ms=...``)."""
-        engine = TaskEngine(connect(url), namespace=namespace, limits=TaskLimits(**limits), owns_client=True)
+        engine = TaskEngine.from_url(url, namespace=namespace, limits=TaskLimits(**limits))
         store = cls(engine)
         store._owns_engine = True
         return store
