@@ -92,6 +92,17 @@ class RedisConnection:
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             raise RedisUnavailable(self.url, e) from e
 
+    async def transaction(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Several plain commands in one MULTI/EXEC round trip, with the same error mapping;
+        each command is ``(method, *args)``."""
+        pipe: Any = self.redis.pipeline(transaction=True)
+        for method, *args in commands:
+            getattr(pipe, method)(*args)
+        try:
+            return await pipe.execute()  # type: ignore[no-any-return]
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise RedisUnavailable(self.url, e) from e
+
 
 def _refusal(text: str, task_id: str) -> Exception:
     words = text.split()

@@ -10,17 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from mcp_tasks_redis.engine.connection import RedisConnection
 from mcp_tasks_redis.engine.errors import InvalidTaskId
 from mcp_tasks_redis.engine.keys import is_valid_task_id
 from mcp_tasks_redis.engine.record import TaskRecord
 from mcp_tasks_redis.engine.tasks import to_json
-
-# redis-py's ConnectionError and TimeoutError are not the builtin ones.
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class Inputs:
@@ -69,23 +63,12 @@ class Inputs:
     async def take_reply(self, task_id: str, key: str) -> dict[str, Any] | None:
         """Remove and return the reply to ``key`` if it has arrived."""
         replies = self.conn.keys.replies(task_id)
-        pipe = self.conn.redis.pipeline(transaction=True)
-        pipe.hget(replies, key)
-        pipe.hdel(replies, key)
-        raw, _ = await self._execute(pipe)
+        raw, _ = await self.conn.transaction(("hget", replies, key), ("hdel", replies, key))
         return None if raw is None else json.loads(raw)
 
     async def pending(self, task_id: str) -> dict[str, dict[str, Any]]:
         raw: dict[bytes, bytes] = await self.conn.call("hgetall", self.conn.keys.inputs(task_id))
         return {k.decode(): json.loads(v) for k, v in raw.items()}
-
-    async def _execute(self, pipe: Any) -> list[Any]:
-        from mcp_tasks_redis.engine.errors import RedisUnavailable
-
-        try:
-            return await pipe.execute()  # type: ignore[no-any-return]
-        except _UNREACHABLE as e:
-            raise RedisUnavailable(self.conn.url, e) from e
 
 
 class Inbox:
@@ -118,13 +101,5 @@ class Inbox:
 
     async def clear(self, task_id: str) -> list[dict[str, Any]]:
         key = self.conn.keys.inbox(task_id)
-        pipe: Any = self.conn.redis.pipeline(transaction=True)
-        pipe.lrange(key, 0, -1)
-        pipe.delete(key)
-        try:
-            raw, _ = await pipe.execute()
-        except _UNREACHABLE as e:
-            from mcp_tasks_redis.engine.errors import RedisUnavailable
-
-            raise RedisUnavailable(self.conn.url, e) from e
+        raw, _ = await self.conn.transaction(("lrange", key, 0, -1), ("delete", key))
         return [json.loads(item) for item in raw]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_tasks_redis.engine.connection import RedisConnection
-from mcp_tasks_redis.engine.dispatch import job_payload
+from mcp_tasks_redis.engine.dispatch import ARQ_JOB_PREFIX, job_payload
 from mcp_tasks_redis.engine.errors import (
     InvalidCursor,
     InvalidTaskId,
@@ -210,8 +210,6 @@ class Tasks:
 
 
 def job_key(task_id: str) -> str:
-    from mcp_tasks_redis.engine.dispatch import ARQ_JOB_PREFIX
-
     return ARQ_JOB_PREFIX + task_id
 
 
