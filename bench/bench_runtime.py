@@ -10,12 +10,12 @@ everything to ``bench/results/runtime.json``. Three measurements:
 
 (a) enqueue -> start latency at low load: ``TaskEngine.tasks.create(..., dispatch=True)`` returning
     -> the tool starting on a worker process (``bench_tools.stamp_start`` returns ``time.time()``),
-    one task every 20-60 ms; against plain arq (a separate arq worker process running
-    ``bench_tools.arq_record_start``) with its default 0.5 s poll and with a 10 ms poll, in the same
-    run. Our worker polls every 0.5 s too, but is woken through pub/sub when a job is enqueued.
+    one task every 20-60 ms; against plain arq with its default 0.5 s poll and with a 10 ms poll, in
+    the same run (``bench/peers/arq_plain.py`` in arq's own venv, ``bench/.venvs/arq``). Our worker
+    blocks on ``XREADGROUP``: Redis hands it the job as the create script adds it.
 (b) no-op tasks per second through one worker process: N tasks created (up to 64 in flight) while
-    the worker runs them, timed until every task is terminal (the full lifecycle: create, pickup,
-    claim, run, completion), plus Redis commands per task from INFO.
+    the worker runs them, timed until every job is acknowledged (the dispatch streams are empty:
+    create, delivery, run, outcome, acknowledgement), plus Redis commands per task from INFO.
 (c) progress event -> client notification: a tool reports progress whose message is the wall
     clock at the report; an MCP client over Streamable HTTP subtracts it from the arrival time.
     The path is worker -> Redis (stored, stream, pub/sub) -> server relay -> SSE -> client.
@@ -192,20 +192,6 @@ class Processes:
         ]
         return self.start(f"server-{namespace}", argv, self.env(namespace))
 
-    def arq_worker(self, queue: str, poll_s: float) -> Proc:
-        argv = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "arq-worker",
-            "--redis-url",
-            self.redis_url,
-            "--queue",
-            queue,
-            "--poll",
-            str(poll_s),
-        ]
-        return self.start(f"arq-{queue}", argv, self.env("unused"))
-
     def close(self) -> None:
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError):
@@ -261,63 +247,58 @@ async def pickup_ours(procs: Processes, tasks: int) -> dict[str, Any]:
             assert record is not None, task_id
             assert record.result is not None, record
             latencies.append(float(record.result["structuredContent"]["started"]) - created)
-        return {"system": "ours (pub/sub wake-up, poll 0.5 s)", **summary_ms(latencies)}
+        return {"system": "ours (XREADGROUP BLOCK)", **summary_ms(latencies)}
     finally:
         await engine.close()
 
 
 async def pickup_arq(procs: Processes, tasks: int, poll_s: float) -> dict[str, Any]:
-    from arq.connections import RedisSettings, create_pool
+    """Plain arq, run by the harness's arq runner (``bench/peers/arq_plain.py``) in arq's own venv
+    (``bench/.venvs/arq``: the project no longer depends on arq, and arq pins redis-py < 6).
 
-    queue = f"bench-arq-{uuid.uuid4().hex[:8]}"
-    starts = f"{queue}:starts"
-    worker = procs.arq_worker(queue, poll_s)
-    # redis-py 5 types its replies loosely: read them through Any.
-    pool: Any = await create_pool(RedisSettings.from_dsn(procs.redis_url), default_queue_name=queue)
-    try:
+    The runner's ``returned_to_start_ms`` is this module's definition of pickup: from the enqueue
+    call having returned to the job starting.
+    """
+    sys.path.insert(0, str(ROOT / "bench"))
+    from run_all import VENV_SPECS, ensure_venv
 
-        async def recorded(n: int) -> bool:
-            return int(await pool.hlen(starts)) >= n
-
-        for i in range(WARMUP):
-            await pool.enqueue_job("arq_record_start", starts)
-            await poll_until(lambda i=i: recorded(i + 1), 30, "the plain arq worker", [worker])
-        sent: list[tuple[str, float]] = []
-        for _ in range(tasks):
-            job = await pool.enqueue_job("arq_record_start", starts)
-            enqueued = time.time()
-            assert job is not None
-            sent.append((job.job_id, enqueued))
-            await asyncio.sleep(random.uniform(*PICKUP_GAP_S))
-        await poll_until(lambda: recorded(WARMUP + tasks), 30, "the plain arq jobs", [worker])
-        started: dict[bytes, bytes] = await pool.hgetall(starts)
-        latencies = [float(started[job_id.encode()]) - enqueued for job_id, enqueued in sent]
-        return {"system": f"plain arq, poll {poll_s * 1000:g} ms", **summary_ms(latencies)}
-    finally:
-        await pool.aclose()
-
-
-def run_arq_worker(redis_url: str, queue: str, poll_s: float) -> None:
-    """The plain arq baseline: arq's own Worker, default settings except queue and poll delay."""
-    from arq.connections import RedisSettings
-    from arq.worker import Worker, func
-
-    from bench.bench_tools import arq_record_start
-
-    Worker(
-        functions=[func(arq_record_start, name="arq_record_start")],
-        redis_settings=RedisSettings.from_dsn(redis_url),
-        queue_name=queue,
-        poll_delay=poll_s,
-        keep_result=0,
-    ).run()
+    python, err = ensure_venv("arq", VENV_SPECS["arq"])
+    if python is None:
+        raise RuntimeError(f"the arq venv could not be built: {err}")
+    argv = [
+        str(python),
+        str(ROOT / "bench" / "peers" / "arq_plain.py"),
+        "pickup",
+        "--redis",
+        procs.redis_url,
+        "--poll",
+        str(poll_s),
+        "--n",
+        str(tasks),
+        "--gap-ms",
+        str(sum(PICKUP_GAP_S) / 2 * 1000),
+    ]
+    env = {**os.environ, "BENCH_LOG_DIR": str(procs.workdir)}
+    proc = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, env=env, cwd=str(ROOT / "bench" / "peers")
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"plain arq pickup failed: {proc.stderr[-2000:]}")
+    samples = json.loads(lines[-1])["returned_to_start_ms"]["samples"]
+    return {"system": f"plain arq, poll {poll_s * 1000:g} ms", **summary_ms([x / 1000 for x in samples])}
 
 
 # -- (b) throughput ----------------------------------------------------------------------------
 
 
 async def active_empty(engine: TaskEngine) -> bool:
-    return int(await engine.redis.zcard(engine.keys.active)) == 0
+    """No job left in any shard's dispatch stream: every task finished and was acknowledged."""
+    for shard in engine.keys.all_shards:
+        for stream in shard.streams:  # one per priority level
+            if int(await engine.redis.xlen(stream)) > 0:
+                return False
+    return True
 
 
 async def wait_terminal(
@@ -371,7 +352,7 @@ async def throughput(procs: Processes, tasks: int, concurrency: int, in_flight: 
         commands = calls_delta(commands_before, await command_calls(engine.redis))
         pipe = engine.redis.pipeline(transaction=False)
         for task_id in ids:
-            pipe.hget(engine.keys.task(task_id), "status")
+            pipe.hget(engine.keys.task(task_id), "st")
         statuses = [s.decode() if s else None for s in await pipe.execute()]
         completed = statuses.count("completed")
         if completed != tasks:
@@ -544,19 +525,11 @@ async def run(args: argparse.Namespace, redis_url: str, redis_desc: str, logs: P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="command")
-    arq_cmd = sub.add_parser("arq-worker", help="(internal) run the plain arq baseline worker")
-    arq_cmd.add_argument("--redis-url", required=True)
-    arq_cmd.add_argument("--queue", required=True)
-    arq_cmd.add_argument("--poll", type=float, required=True)
     parser.add_argument("--tasks", type=int, default=200, help="tasks per system for (a)")
     parser.add_argument("--throughput-tasks", type=int, default=1000, help="no-op tasks for (b)")
     parser.add_argument("--progress-tasks", type=int, default=3, help="tasks of 100 progress steps for (c)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.command == "arq-worker":
-        run_arq_worker(args.redis_url, args.queue, args.poll)
-        return
 
     # The SDK client logs a harmless traceback when its SSE stream is cut at session close.
     logging.getLogger("mcp.client.streamable_http").setLevel(logging.CRITICAL)

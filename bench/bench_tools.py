@@ -1,4 +1,4 @@
-"""Tools (and one plain arq function) that `bench_runtime.py` measures with.
+"""Tools that `bench_runtime.py` measures with.
 
 Each tool does as little as possible beyond what it measures: ``stamp_start`` returns the wall
 clock time it started at, ``noop`` returns nothing, ``stamped_progress`` reports progress whose
@@ -9,7 +9,7 @@ the machine's clock, so the benchmark subtracts its own timestamps from these.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from pydantic import Field
@@ -42,8 +42,3 @@ async def stamped_progress(
     for step in range(1, steps + 1):
         await progress.update(100 * step / steps, f"{time.time():.6f}")
         await anyio.sleep(interval)
-
-
-async def arq_record_start(ctx: dict[str, Any], key: str) -> None:
-    """Plain arq job: record when it started, in a hash ``key`` by job id."""
-    await ctx["redis"].hset(key, ctx["job_id"], repr(time.time()))

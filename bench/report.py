@@ -26,6 +26,7 @@ LABELS = {
     "docket@50": "Docket, 50 slots",
     "fastmcp3_docket": "FastMCP 3 + Docket",
     "sdk_inmemory": "mcp SDK in-memory (in-process)",
+    "raw_streams": "bare XADD -> XREADGROUP (no engine: this machine's floor)",
 }
 
 
@@ -192,10 +193,18 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"(one throwaway redis-server for all), load average at start {load}; "
         f"wall {fmt(meta.get('wall_s'))} s."
     )
+    after = m.get("loadavg_after") or {}
+    if after:
+        w(
+            "Load average (1 min) after each phase: "
+            + ", ".join(f"{phase} {vals[0]:.2f}" for phase, vals in after.items())
+            + "."
+        )
     v = meta.get("versions", {})
     w(
         f"Versions: ours {_get(v, 'ours', 'mcp-tasks-redis')} (mcp {_get(v, 'ours', 'mcp')}, "
-        f"arq {_get(v, 'ours', 'arq')}, redis-py {_get(v, 'ours', 'redis')}); "
+        f"redis-py {_get(v, 'ours', 'redis')}, hiredis {_get(v, 'ours', 'hiredis')}); "
+        f"arq {_get(v, 'arq', 'arq')} (redis-py {_get(v, 'arq', 'redis')}); "
         f"pydocket {_get(v, 'docket', 'pydocket')} (redis-py {_get(v, 'docket', 'redis')}); "
         f"fastmcp {_get(v, 'fastmcp3', 'fastmcp')} (mcp {_get(v, 'fastmcp3', 'mcp')}, "
         f"pydocket {_get(v, 'fastmcp3', 'pydocket')})."
@@ -204,7 +213,12 @@ def render_markdown(r: dict[str, Any]) -> str:
     w("`(xN)` after a peer's figure = that figure divided by ours.")
     w("")
 
-    w("### Targets")
+    import report_lean
+
+    if "targets_issue11" not in r:
+        r["targets_issue11"] = report_lean.judge_issue11(r)
+    lines += report_lean.render_issue11(r)
+    w("### Earlier targets (issue 6)")
     lines += header("Target", "Measured (ours)", "Limit", "Ratio", "Verdict", "Note")
     for t in r.get("targets", []):
         verdict = {True: "**met**", False: "**not met**", None: "not measured"}[t["met"]]
@@ -355,7 +369,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     }
     for key, modes in e2e.items():
         for mode, res in modes.items():
-            if mode == "label" or not isinstance(res, dict):
+            if mode in ("label", "light") or not isinstance(res, dict):
                 continue
             idle, ld = res.get("idle") or {}, res.get("load") or {}
             is_ours = key == "ours" and mode == "block"
@@ -449,12 +463,224 @@ def render_markdown(r: dict[str, Any]) -> str:
         w(f"Cross-check with bench/bench_runtime.py not run: {cc.get('why')}")
         w("")
 
+    if r.get("sep2663"):
+        lines += render_sep2663(r["sep2663"])
+
     if r.get("errors"):
         w("### Errors")
         for where, msg in r["errors"].items():
             first = msg.strip().splitlines()[0] if msg.strip() else ""
             w(f"- `{where}`: {first[:300]}")
         w("")
+    return "\n".join(lines)
+
+
+# -- SEP-2663 wire (bench/sep2663.py) -----------------------------------------------------------------
+SEP2663_ASKS = {  # issue 10: ours on mcp 2.x against FastMCP 4 + fastmcp-tasks, same run
+    "server_side_cpu_ms_per_task": "<= 0.5x",
+    "redis_cmds_per_task": "<= 0.5x",
+    "tasks_per_s": ">= 1.25x",
+    "idle_e2e_p50": "measured, no ratio set (issue 11: <= 0.7x FastMCP's, 2025 wire)",
+}
+
+
+def render_sep2663(s: dict[str, Any]) -> list[str]:
+    """The SEP-2663 section: every figure of a system after the reference is followed by ``(xN)``,
+    that figure divided by the reference system's (FastMCP 4)."""
+    lines: list[str] = []
+    w = lines.append
+    sizes = s.get("sizes", {})
+    systems: dict[str, Any] = s.get("systems", {})
+    ref_key = s.get("reference", "fastmcp4")
+    ref = systems.get(ref_key) or {}
+    ri, rl = ref.get("idle") or {}, ref.get("load") or {}
+    v = s.get("versions", {})
+    w("### 7. SEP-2663 wire: `tools/call` answered as a task, then `tasks/get` polled (1 server, 2 workers)")
+    w(
+        f"Versions: fastmcp {_get(v, 'fastmcp4', 'fastmcp')} + fastmcp-tasks "
+        f"{_get(v, 'fastmcp4', 'fastmcp-tasks')} (pydocket {_get(v, 'fastmcp4', 'pydocket')}, "
+        f"mcp {_get(v, 'fastmcp4', 'mcp')}, redis-py {_get(v, 'fastmcp4', 'redis')}, uvicorn "
+        f"{_get(v, 'fastmcp4', 'uvicorn')}); driver mcp {_get(v, 'mcp2', 'mcp')}"
+        + (
+            f"; ours {_get(v, 'ours2', 'mcp-tasks-redis')} (mcp {_get(v, 'ours2', 'mcp')}, "
+            f"redis-py {_get(v, 'ours2', 'redis')})"
+            if v.get("ours2")
+            else ""
+        )
+        + "."
+    )
+    load_start = ", ".join(f"{x:.2f}" for x in s.get("loadavg_start") or [])
+    load_end = ", ".join(f"{x:.2f}" for x in s.get("loadavg_end") or [])
+    w(
+        f"Client for every system: mcp {_get(v, 'mcp2', 'mcp')} `Client` with a `ClientExtension` "
+        "declaring `io.modelcontextprotocol/tasks` (`bench/peers/sep2663_client.py`); the claim's "
+        "resolver polls `tasks/get` at a fixed interval, the same for every system: "
+        f"**{sizes.get('poll_idle_ms')} ms** idle, **{sizes.get('poll_load_ms')} ms** under load (first "
+        f"poll one interval after the CreateTaskResult). Idle: {fmt(sizes.get('idle_n'))} sequential "
+        f"tasks. Load: {fmt(sizes.get('load_n'))} tasks with {fmt(sizes.get('in_flight'))} in flight, "
+        f"median of {fmt(sizes.get('rounds'))} round(s) by tasks/s. e2e = `tools/call` sent -> the "
+        "`tasks/get` reporting `completed` parsed. Server-side CPU = server + workers + Redis "
+        "(utime+stime from /proc, other systems' idle Redis CPU taken off). Redis commands: INFO "
+        "commandstats delta (commands inside Lua and MULTI count), other systems' idle traffic taken "
+        "off; both over the measured tasks alone (the driver's start-up and 5 warm-up tasks are "
+        "outside the window). Results are "
+        "kept as each system keeps them by default. "
+        f"Load average {load_start} at the start, {load_end} at the end."
+    )
+    w("")
+    if len(systems) > 1:
+        ref_label = systems.get(ref_key, {}).get("label", ref_key)
+        w(f"`(xN)` after a figure = that figure divided by {ref_label}'s.")
+        w("")
+    lines += header(
+        "System",
+        "idle e2e p50 / p99 ms",
+        "idle create p50 ms",
+        "load tasks/s (rounds)",
+        "load create p50 ms",
+        "load e2e p50 / p99 ms",
+        "tasks/get per task (load)",
+        "server-side CPU ms/task",
+        "Redis commands/task",
+        "Redis used_memory / retained task, B",
+        "key bytes / retained task (MEMORY USAGE)",
+        "keys / retained task",
+    )
+    for key, res in systems.items():
+        idle, ld = res.get("idle") or {}, res.get("load") or {}
+        is_ref = key == ref_key
+
+        def c(value: Any, ref_value: Any, digits: int = 1, *, _r: bool = is_ref) -> str:
+            return cell(value, ref_value, digits, _r)
+
+        runs = ", ".join(fmt(x.get("tasks_per_s")) for x in res.get("load_runs", []))
+        w(
+            row(
+                res.get("label", key),
+                c(_get(idle, "e2e_ms", "p50"), _get(ri, "e2e_ms", "p50"))
+                + " / "
+                + c(_get(idle, "e2e_ms", "p99"), _get(ri, "e2e_ms", "p99")),
+                c(_get(idle, "create_ms", "p50"), _get(ri, "create_ms", "p50")),
+                c(ld.get("tasks_per_s"), rl.get("tasks_per_s")) + (f" ({runs})" if runs else ""),
+                c(_get(ld, "create_ms", "p50"), _get(rl, "create_ms", "p50")),
+                c(_get(ld, "e2e_ms", "p50"), _get(rl, "e2e_ms", "p50"))
+                + " / "
+                + c(_get(ld, "e2e_ms", "p99"), _get(rl, "e2e_ms", "p99")),
+                fmt(ld.get("polls_per_task"), 2),
+                c(ld.get("server_side_cpu_ms_per_task"), rl.get("server_side_cpu_ms_per_task"), 2),
+                c(ld.get("redis_cmds_per_task"), rl.get("redis_cmds_per_task")),
+                c(idle.get("redis_memory_bytes_per_task"), ri.get("redis_memory_bytes_per_task")),
+                c(_get(res, "retained", "per_task_bytes"), _get(ref, "retained", "per_task_bytes")),
+                c(_get(res, "retained", "per_task_keys"), _get(ref, "retained", "per_task_keys"), 2),
+            )
+        )
+    w("")
+    w(
+        "Memory: `used_memory` delta over the idle run / its tasks; key bytes: `MEMORY USAGE` of every "
+        "key of the system's database at the end, keys that carry a task id only, / every task created. "
+        "Keys a retained task keeps (bytes per task):"
+    )
+    for key, res in systems.items():
+        pats = _get(res, "retained", "per_task_patterns") or {}
+        listed = ", ".join(f"`{k}` {fmt(x.get('bytes_per_task'))}" for k, x in pats.items())
+        w(f"- {res.get('label', key)}: {listed or '-'}")
+    w("")
+    w("Where the CPU goes (load, median round; ms per task) and the top Redis commands per task:")
+    w("")
+    lines += header("System", "per process", "Redis", "client (not server-side)", "top commands per task")
+    for key, res in systems.items():
+        ld = res.get("load") or {}
+        procs = ", ".join(f"{n} {fmt(x, 2)}" for n, x in (ld.get("cpu_ms_per_task") or {}).items())
+        top = ", ".join(
+            f"{n} {fmt(x)}" for n, x in list((ld.get("redis_cmds_by_name_per_task") or {}).items())[:8]
+        )
+        w(
+            row(
+                res.get("label", key),
+                procs or "-",
+                fmt(ld.get("redis_cpu_ms_per_task"), 2),
+                fmt(ld.get("client_cpu_ms_per_task"), 2),
+                top or "-",
+            )
+        )
+    w("")
+    idle = s.get("idle", {})
+    if idle:
+        w("Idle deployments (CPU % of a core per process; Redis commands/s and Redis CPU each adds):")
+        w("")
+        lines += header("System", "CPU % per process", "Redis commands/s", "Redis CPU %")
+        for key, x in idle.items():
+            procs = ", ".join(f"{n} {fmt(p, 2)}" for n, p in (x.get("processes") or {}).items())
+            w(
+                row(
+                    systems.get(key, {}).get("label", key),
+                    procs,
+                    fmt(x.get("redis_cmds_per_s")),
+                    fmt(x.get("redis_cpu_pct"), 2),
+                )
+            )
+        w("")
+    ours = systems.get("ours2")
+    if ours and ref:
+        ol, oi = ours.get("load") or {}, ours.get("idle") or {}
+        w("Issue 10, ours on mcp 2.x against FastMCP 4 + fastmcp-tasks (ratio = ours / FastMCP 4):")
+        w("")
+        lines += header("Quantity", "ours", "FastMCP 4", "ratio", "issue 10 asks")
+        for name, mine, theirs, ask in (
+            (
+                "server-side CPU ms/task",
+                ol.get("server_side_cpu_ms_per_task"),
+                rl.get("server_side_cpu_ms_per_task"),
+                SEP2663_ASKS["server_side_cpu_ms_per_task"],
+            ),
+            (
+                "Redis commands/task",
+                ol.get("redis_cmds_per_task"),
+                rl.get("redis_cmds_per_task"),
+                SEP2663_ASKS["redis_cmds_per_task"],
+            ),
+            (
+                "tasks/s at 20 in flight",
+                ol.get("tasks_per_s"),
+                rl.get("tasks_per_s"),
+                SEP2663_ASKS["tasks_per_s"],
+            ),
+            (
+                "idle create -> completed p50 ms",
+                _get(oi, "e2e_ms", "p50"),
+                _get(ri, "e2e_ms", "p50"),
+                SEP2663_ASKS["idle_e2e_p50"],
+            ),
+        ):
+            r_ = f"{mine / theirs:.2f}" if mine is not None and theirs else "-"
+            w(row(name, fmt(mine, 2), fmt(theirs, 2), r_, ask))
+        w("")
+    w("Settings of each system (everything else is its default):")
+    for key, res in systems.items():
+        w(f"- {res.get('label', key)}: " + "; ".join(res.get("knobs") or ["defaults"]))
+    for key, why in s.get("skipped", {}).items():
+        w(f"- `{key}` not measured: {why}")
+    w("")
+    return lines
+
+
+def render_sep2663_standalone(r: dict[str, Any]) -> str:
+    """bench/sep2663.py run alone: a one-line header, the section, the errors."""
+    meta = r.get("meta", {})
+    m = meta.get("machine", {})
+    lines = [
+        f"Run {meta.get('date', '?')}{' (--quick)' if meta.get('quick') else ''}: {m.get('cpus')} CPUs, "
+        f"Python {m.get('python')}, Redis {_get(meta, 'redis', 'version')} (one throwaway redis-server, "
+        f"a database per system); wall {fmt(meta.get('wall_s'))} s.",
+        "",
+    ]
+    lines += render_sep2663(r.get("sep2663", {}))
+    if r.get("errors"):
+        lines.append("### Errors")
+        for where, msg in r["errors"].items():
+            first = msg.strip().splitlines()[0] if msg.strip() else ""
+            lines.append(f"- `{where}`: {first[:300]}")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -1,37 +1,57 @@
-"""mcp-tasks-redis: distributed MCP Tasks on Redis, with tools run by arq worker processes.
+"""mcp-tasks-redis: distributed MCP Tasks on Redis, run by worker processes.
 
 The small public surface:
 
-- `RedisTaskStore`, `RedisTaskMessageQueue`: drop-in `TaskStore` / `TaskMessageQueue` for an
-  `mcp` SDK 1.x server (``server.experimental.enable_tasks(store=..., queue=...)``);
 - `ToolRegistry` and what a tool may ask for (`ToolContext`, `CancellationToken`, `RequestInfo`,
-  `ProgressReporter`, `ToolResult`): one declaration of tools, imported by servers and workers;
-- `build_server`, `build_worker`: the MCP server and the worker for a registry;
-- `TaskEngine`: the protocol-neutral engine underneath, for operators and embedders.
+  `ProgressReporter`, `ToolResult`, `ProtocolError`): one declaration of tools, imported by the
+  servers and the workers;
+- `TaskEngine` and `TaskLimits`: the protocol-neutral engine, for operators and embedders;
+- `build_worker`: a worker for a registry;
+- on `mcp` 1.x (the 2025-11-25 wire): `build_server`, and `RedisTaskStore` /
+  `RedisTaskMessageQueue`, drop-in `TaskStore` / `TaskMessageQueue` for an existing server;
+- on `mcp` 2.x (the SEP-2663 extension): `TasksExtension`, for an `MCPServer`.
+
+The wire-specific names import the adapter of the installed SDK on first use.
 """
 
-from mcp_tasks_redis.engine.connection import TaskLimits
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
 from mcp_tasks_redis.engine.context import CancellationToken, RequestInfo, ToolContext
 from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.limits import TaskLimits
+from mcp_tasks_redis.engine.outcome import ProtocolError
 from mcp_tasks_redis.engine.progress import ProgressReporter
 from mcp_tasks_redis.engine.registry import ToolRegistry
 from mcp_tasks_redis.engine.results import ToolResult
-from mcp_tasks_redis.mcp_v1.queue import RedisTaskMessageQueue
-from mcp_tasks_redis.mcp_v1.server import build_server
-from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
-from mcp_tasks_redis.mcp_v1.worker import build_worker
 
+_LAZY = {
+    "build_worker": "mcp_tasks_redis.ops.processes",
+    "build_server": "mcp_tasks_redis.mcp_v1.server",
+    "RedisTaskStore": "mcp_tasks_redis.mcp_v1.store",
+    "RedisTaskMessageQueue": "mcp_tasks_redis.mcp_v1.queue",
+    "TasksExtension": "mcp_tasks_redis.mcp_v2.extension",
+}
+
+# The names in _LAZY are public too; they are left out of __all__ because `import *` would load
+# the adapter of an SDK major that may not be installed.
 __all__ = [
     "CancellationToken",
     "ProgressReporter",
-    "RedisTaskMessageQueue",
-    "RedisTaskStore",
+    "ProtocolError",
     "RequestInfo",
     "TaskEngine",
     "TaskLimits",
     "ToolContext",
     "ToolRegistry",
     "ToolResult",
-    "build_server",
-    "build_worker",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcp_tasks_redis' has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -14,13 +14,26 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_REDIS_URL", "ENV_PREFIX", "Settings"]
+__all__ = ["DEFAULT_APP", "DEFAULT_REDIS_URL", "ENV_PREFIX", "Settings"]
 
 ENV_PREFIX = "MCP_TASKS_"
 """Prefix of every environment variable read by :class:`Settings`."""
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 """The Redis used when no URL is configured and no embedded Redis is wanted."""
+
+DEFAULT_APP = "mcp_tasks_redis.examples.demo:app"
+"""The tool registry served and run when no ``--app`` is given: the demo tools shipped in the wheel,
+so `mcp-tasks-redis demo` and `dev` work from any folder."""
+
+REDIS_URL_PREFIXES: tuple[str, ...] = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "redis+sentinel://",
+)
+"""The schemes `redis_url` accepts (see `mcp_tasks_redis.engine.urls.parse_redis_url`)."""
 
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
@@ -39,7 +52,10 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MCP_TASKS_REDIS_URL", "REDIS_URL"),
         description=(
-            "Redis URL (`MCP_TASKS_REDIS_URL` or `REDIS_URL`), e.g. redis://host:6379/0. Unset: the dev"
+            "Redis URL (`MCP_TASKS_REDIS_URL` or `REDIS_URL`), e.g. redis://host:6379/0; a Redis Cluster:"
+            " redis+cluster://host1:6379,host2:6379/; Sentinel: redis+sentinel://host1:26379,host2:26379/"
+            "service_name[/db] (user:password@ before the hosts authenticates to Redis; sentinel_password=..."
+            " in the query, to the sentinels). Unset: the dev"
             " stack and the demo use a Redis answering on 127.0.0.1:6379, else start an embedded one"
             f" (redis-server from PATH or in-process fakeredis); other commands use {DEFAULT_REDIS_URL}."
         ),
@@ -47,8 +63,19 @@ class Settings(BaseSettings):
     namespace: str = Field(
         default="mcp-tasks",
         min_length=1,
-        pattern=r"^[^\s*?\[\]\\]+$",
+        max_length=64,
+        pattern=r"^[^\s*?\[\]\\{}]+$",
         description="Prefix of every Redis key and channel of this deployment; several can share a Redis.",
+    )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description=(
+            "Shards the tasks are spread over: each is one Redis Cluster hash slot with its own dispatch"
+            " stream. 1 suits a single Redis; on a Cluster, a few per master. Part of the deployment, like"
+            " the namespace: every process must agree, and it must not change while tasks exist."
+        ),
     )
     default_ttl_ms: int = Field(
         default=3_600_000,
@@ -84,7 +111,61 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3,
         gt=0,
-        description="Runs of a task (the first plus re-runs after a worker is lost) before it ends failed.",
+        description=(
+            "Runs of a task in all (the first, re-runs after a worker is lost, retries) before it ends"
+            " failed, for tools whose retry policy does not say."
+        ),
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How long a run of a tool may take before it is cancelled and fails, for tools that do not say."
+        ),
+    )
+    replica_acks: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Replicas that must hold a new task before its creation is acknowledged (Redis WAIT), so that"
+            " a master lost right after it loses no acknowledged task; 0: Redis' own asynchronous"
+            " replication. Not applied on a Redis Cluster."
+        ),
+    )
+    owner_max_running: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Per-owner quota: tasks one caller (principal, or session without auth) runs at once; over it"
+            " a task waits in the caller's queue. 0: no limit."
+        ),
+    )
+    owner_max_queued: int = Field(
+        default=1_000,
+        ge=0,
+        description="Per-owner quota: tasks one caller may have waiting; past it a call is refused (-32029).",
+    )
+    owner_rate_per_min: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Per-owner quota: tasks one caller may create per minute; past it a call is refused. 0: no limit."
+        ),
+    )
+    call_priority_max: Literal["high", "normal", "low"] = Field(
+        default="normal",
+        description=(
+            "The highest priority a call may ask for in its `_meta` (`dev.mcp-tasks-redis/priority`); a"
+            " tool's own priority is not bounded by it."
+        ),
+    )
+    input_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How long a tool waits for the client's answer to an input request (elicitation, sampling)"
+            " before the task fails; unset: until the task's TTL runs out."
+        ),
     )
     concurrency: int = Field(
         default=10,
@@ -120,9 +201,29 @@ class Settings(BaseSettings):
         description="MCP transport of `serve`: `stdio` (one local client) or `streamable-http`.",
     )
     app: str = Field(
-        default="workers.demo:app",
+        default=DEFAULT_APP,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
         description="Tool registry to serve and run, as `module:attribute`; servers and workers must agree.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        gt=0,
+        le=65_535,
+        description=(
+            "Worker: serve its Prometheus metrics at http://HOST:PORT/metrics (HOST: `host`, so set"
+            " MCP_TASKS_HOST=0.0.0.0 in a container); unset: no metrics endpoint. Servers always serve"
+            " /metrics on their HTTP port."
+        ),
+    )
+    traces: str | None = Field(
+        default=None,
+        pattern=r"^(otlp|console|jsonl:.+)$",
+        description=(
+            "Where this process exports its OpenTelemetry spans (needs the `otel` extra): `otlp` (with"
+            " opentelemetry-exporter-otlp-proto-http installed; endpoint from OTEL_EXPORTER_OTLP_ENDPOINT),"
+            " `console`, or `jsonl:PATH` (one JSON object per span, appended to PATH). Unset: spans go to"
+            " whatever tracer provider the application or `opentelemetry-instrument` set up, if any."
+        ),
     )
     log_level: str = Field(
         default="INFO",
@@ -143,9 +244,9 @@ class Settings(BaseSettings):
             return level
         return value
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "traces", "metrics_port", mode="before")
     @classmethod
-    def _blank_url_is_unset(cls, value: object) -> object:
+    def _blank_is_unset(cls, value: object) -> object:
         # `REDIS_URL=` in a compose file or shell means "not configured", not "connect to ''".
         if isinstance(value, str) and not value.strip():
             return None
@@ -154,8 +255,14 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"redis_url must start with redis://, rediss:// or unix://, got {value!r}")
+        if value is None:
+            return value
+        if not value.startswith(REDIS_URL_PREFIXES):
+            raise ValueError(f"redis_url must start with {', '.join(REDIS_URL_PREFIXES)}, got {value!r}")
+        if value.startswith(("redis+cluster://", "redis+sentinel://")):
+            from mcp_tasks_redis.engine.urls import parse_redis_url  # (the engine imports redis-py)
+
+            parse_redis_url(value)  # a ValueError says what is wrong with it
         return value
 
     @model_validator(mode="after")

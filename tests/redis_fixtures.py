@@ -39,8 +39,10 @@ from redis.asyncio import Redis as AsyncRedis
 
 from mcp_tasks_redis.ops.embedded import EmbeddedRedis, redis_answers
 
-HYGIENE_EXEMPT_SUFFIXES: tuple[str, ...] = ()
-"""Key-name endings allowed to exist without a TTL (e.g. a deployment-wide queue)."""
+HYGIENE_EXEMPT_SUFFIXES: tuple[str, ...] = (":q", ":q:high", ":q:low")
+"""Key-name endings allowed to exist without a TTL: the shards' dispatch streams, which carry the
+workers' consumer group for the deployment's whole life (their entries are deleted as jobs end;
+tests/fundamentals/test_dispatch.py checks that)."""
 
 ENV_REDIS_URL = "MCP_TASKS_TEST_REDIS_URL"
 ENV_NO_REDIS = "MCP_TASKS_TEST_NO_REDIS"

@@ -33,6 +33,7 @@ from mcp_tasks_redis.engine.dispatch import (  # noqa: E402
     ARQ_RESULT_PREFIX,
     ARQ_RETRY_PREFIX,
 )
+
 from mcp_tasks_redis.engine.engine import TaskEngine  # noqa: E402
 from mcp_tasks_redis.ops.embedded import EmbeddedRedis  # noqa: E402
 from tests.chaos.chaoslib import ChaosConfig, ChaosReport, ChaosRun  # noqa: E402

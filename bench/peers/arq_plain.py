@@ -1,4 +1,4 @@
-"""Plain arq under the engine-level measurements (runs in the project's venv, which has arq).
+"""Plain arq under the engine-level measurements (runs in its own venv, ``bench/.venvs/arq``).
 
 arq with its own defaults (pickle serializer, ``keep_result=3600``, ``max_jobs=10``) and either its
 default poll delay (0.5 s) or 10 ms. The full lifecycle is arq's: the job stays in the queue sorted

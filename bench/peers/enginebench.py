@@ -120,7 +120,7 @@ async def pickup(engine: Engine, client: redis.Redis, n: int, gap_s: float) -> d
 
 # -- 2. throughput and 4. cost ---------------------------------------------------------------
 async def _one_load(
-    engine: Engine, client: redis.Redis, worker_pid: int, n: int, in_flight: int
+    engine: Engine, client: redis.Redis, worker_pids: list[int], n: int, in_flight: int
 ) -> dict[str, Any]:
     sem = asyncio.Semaphore(in_flight)
 
@@ -128,14 +128,15 @@ async def _one_load(
         async with sem:
             await engine.enqueue("noop")
 
-    with RedisWindow(client, [worker_pid]) as window:
+    with RedisWindow(client, worker_pids) as window:
         t0 = time.perf_counter()
         await asyncio.gather(*(create() for _ in range(n)))
         t_enqueued = time.perf_counter()
         t_done, polls = await wait_drained(engine, limit_s=max(120.0, n / 20))
         await asyncio.sleep(0.2)  # let the last replies and expiry bookkeeping land
     wall = t_done - t0
-    commands = window.commands(subtract={engine.poll_command: polls})
+    per_poll = int(getattr(engine, "commands_per_poll", 1))
+    commands = window.commands(subtract={engine.poll_command: polls * per_poll})
     total = sum(commands.values())
     return {
         "tasks_per_s": round(n / wall, 1),
@@ -144,7 +145,7 @@ async def _one_load(
         "redis_cmds_per_task": round(total / n, 2),
         "redis_cmds_by_name_per_task": {k: round(v / n, 2) for k, v in commands.items()},
         "redis_mem_bytes_per_task": round(window.memory_delta() / n, 1),
-        "worker_cpu_ms_per_task": round(1000 * window.cpu(worker_pid) / n, 3),
+        "worker_cpu_ms_per_task": round(1000 * sum(window.cpu(p) for p in worker_pids) / n, 3),
         "redis_cpu_ms_per_task": round(1000 * window.redis_cpu / n, 3),
     }
 
@@ -157,16 +158,18 @@ async def throughput(
     idle_s: float,
     slots: int | None = None,
     in_flight: int = 20,
+    workers: int = 1,
 ) -> dict[str, Any]:
     slots = slots or engine.default_concurrency
-    procs = start_workers(engine, client, 1, slots)
+    procs = start_workers(engine, client, workers, slots)
     try:
         idle = idle_cpu([procs[0].pid], idle_s, client) if idle_s > 0 else None
         await engine.open()
         await engine.enqueue("noop")  # warm-up: scripts loaded, connections open
         await wait_drained(engine, 30)
         with profiling([p.pid for p in procs], engine.name):
-            runs = [await _one_load(engine, client, procs[0].pid, n, in_flight) for _ in range(repeats)]
+            pids = [p.pid for p in procs]
+            runs = [await _one_load(engine, client, pids, n, in_flight) for _ in range(repeats)]
     finally:
         await engine.close()
         stop_all(procs)
@@ -175,11 +178,92 @@ async def throughput(
         "system": engine.name,
         "config": engine.describe(),
         "slots": slots,
+        "workers": workers,
         "n": n,
         "in_flight": in_flight,
         "median": best,
         "runs": runs,
         "idle": idle,
+    }
+
+
+# -- 4b. memory per retained finished task ----------------------------------------------------
+def _memory_usage_total(client: redis.Redis) -> tuple[int, int, dict[str, list[int]]]:
+    """Sum of MEMORY USAGE over every key, the key count, and the sizes by key pattern."""
+    total, count = 0, 0
+    by_pattern: dict[str, list[int]] = {}
+    keys = list(client.scan_iter(count=1000))
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key, samples=0)
+        for key, size in zip(chunk, pipe.execute(), strict=True):
+            if size is None:
+                continue
+            total += int(size)
+            count += 1
+            by_pattern.setdefault(_pattern(key), []).append(int(size))
+    return total, count, by_pattern
+
+
+def _pattern(key: bytes) -> str:
+    """A key name with ids replaced by <id> (long runs of id characters)."""
+    import re
+
+    text = key.decode(errors="replace")
+    return re.sub(r"[A-Za-z0-9_\-]{16,}", "<id>", text)
+
+
+def _memory_now(client: redis.Redis) -> tuple[int, int]:
+    """(used_memory, the part of it that is client connection buffers)."""
+    stats: Any = client.memory_stats()
+    return int(client.info("memory")["used_memory"]), int(stats.get("clients.normal") or 0)
+
+
+async def memory(engine: Engine, client: redis.Redis, n: int, in_flight: int = 20) -> dict[str, Any]:
+    """N no-op tasks through one worker, then what Redis holds for them once all are finished:
+    the ``used_memory`` delta (client buffers taken off) and ``MEMORY USAGE`` of every key, per
+    task; results are kept as each system keeps them by default."""
+    procs = start_workers(engine, client, 1, engine.default_concurrency)
+    try:
+        await engine.open()
+        enqueue = getattr(engine, "enqueue_listed", engine.enqueue)
+        await enqueue("noop")
+        await wait_drained(engine, 30)
+        await asyncio.sleep(0.5)
+        mem0, clients0 = _memory_now(client)
+        usage0, keys0, _ = _memory_usage_total(client)
+        sem = asyncio.Semaphore(in_flight)
+
+        async def create() -> None:
+            async with sem:
+                await enqueue("noop")
+
+        await asyncio.gather(*(create() for _ in range(n)))
+        await wait_drained(engine, limit_s=max(120.0, n / 20))
+        await asyncio.sleep(1.0)  # batched acknowledgements, result bookkeeping
+        mem1, clients1 = _memory_now(client)
+        usage1, keys1, by_pattern = _memory_usage_total(client)
+    finally:
+        await engine.close()
+        stop_all(procs)
+    payload = getattr(engine, "payload_bytes", None)
+    return {
+        "system": engine.name,
+        "config": engine.describe(),
+        "n": n,
+        # Client connections' buffers (MEMORY STATS clients.normal) grow by a fixed amount during a
+        # burst of creates (the producer's 20 connections), whatever N: taken off.
+        "used_memory_bytes_per_task": round(((mem1 - clients1) - (mem0 - clients0)) / n, 1),
+        "used_memory_raw_bytes_per_task": round((mem1 - mem0) / n, 1),
+        "memory_usage_bytes_per_task": round((usage1 - usage0) / n, 1),
+        "keys_per_task": round((keys1 - keys0) / n, 3),
+        "payload_bytes": payload,
+        "by_pattern": {
+            k: {"keys": len(v), "bytes_each": round(sum(v) / len(v), 1)}
+            for k, v in sorted(by_pattern.items(), key=lambda kv: -sum(kv[1]))[:8]
+        },
     }
 
 
@@ -270,25 +354,48 @@ def profiling(pids: list[int], name: str) -> Iterator[None]:
 # -- command line --------------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    p.add_argument("measurement", choices=["pickup", "throughput", "scaling"])
+    p.add_argument("measurement", choices=["pickup", "throughput", "scaling", "memory"])
     p.add_argument("--redis", required=True)
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--gap-ms", type=float, default=100.0)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--idle-s", type=float, default=10.0)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--in-flight", type=int, default=20, help="creates in flight (throughput)")
     p.add_argument("--slots", type=int, default=0, help="worker slots (0: the engine's default)")
     p.add_argument("--seconds", type=float, default=1.0)
     return p
 
 
+def stats_client(url: str) -> redis.Redis:
+    """The client the measurements read Redis statistics with. For a ``redis+cluster://`` URL: its
+    first node (the harness adds up the nodes' statistics itself; tasks/s and CPU come from here)."""
+    if url.startswith("redis+cluster://"):
+        first = url.removeprefix("redis+cluster://").split("/")[0].split("?")[0].split(",")[0]
+        return redis.Redis.from_url(f"redis://{first}")
+    return redis.Redis.from_url(url)
+
+
 def run(engine: Engine, args: argparse.Namespace) -> None:
-    client = redis.Redis.from_url(args.redis)
+    client = stats_client(args.redis)
     log(f"[{engine.name}] {args.measurement}")
     if args.measurement == "pickup":
         result = asyncio.run(pickup(engine, client, args.n, args.gap_ms / 1000))
     elif args.measurement == "throughput":
-        result = asyncio.run(throughput(engine, client, args.n, args.repeats, args.idle_s, args.slots))
+        result = asyncio.run(
+            throughput(
+                engine,
+                client,
+                args.n,
+                args.repeats,
+                args.idle_s,
+                args.slots,
+                in_flight=args.in_flight,
+                workers=args.workers,
+            )
+        )
+    elif args.measurement == "memory":
+        result = asyncio.run(memory(engine, client, args.n))
     else:
         result = asyncio.run(scaling(engine, client, args.workers, args.slots or 50, args.n, args.seconds))
     emit(result)

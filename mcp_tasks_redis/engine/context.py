@@ -8,8 +8,8 @@ that run without a task.  Nothing here knows about the MCP SDK.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -118,6 +118,8 @@ class RequestInfo:
     progress_token: str | int | None
     attempt: int = 1
     tool: str = ""
+    # What the tool's prepare step returned before the task existed (engine/prepare.py).
+    prepared: Mapping[str, Any] = field(default_factory=dict[str, Any])
 
 
 class ElicitationAnswer(BaseModel):
@@ -196,6 +198,11 @@ class ToolContext:
     @property
     def request(self) -> RequestInfo:
         return self._request
+
+    @property
+    def prepared(self) -> Mapping[str, Any]:
+        """The values the tool's prepare step gathered before the task was created."""
+        return self._request.prepared
 
     @property
     def cancellation(self) -> CancellationToken:

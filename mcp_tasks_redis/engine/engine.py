@@ -1,52 +1,71 @@
 """`TaskEngine`: one object that gathers the engine's parts over one Redis connection.
 
 Server replicas, workers and the admin commands each hold one engine per namespace. It also owns
-the one wait primitive everything else uses: pub/sub raced against a bounded re-read of the task.
+the one wait primitive everything else uses: the task's events raced against a bounded re-read,
+and the process's metrics (`metrics`, rendered by the servers' and workers' ``/metrics``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from mcp_tasks_redis.engine.connection import RedisConnection, TaskLimits, connect
+from mcp_tasks_redis.engine.connection import RedisConnection, connect, pubsub_client
+from mcp_tasks_redis.engine.errors import RedisUnavailable
 from mcp_tasks_redis.engine.events import EventHub
-from mcp_tasks_redis.engine.inputs import Inbox, Inputs
+from mcp_tasks_redis.engine.inbox import Inbox
 from mcp_tasks_redis.engine.keys import KeySpace
-from mcp_tasks_redis.engine.leases import Leases
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.record import TaskRecord
 from mcp_tasks_redis.engine.tasks import Tasks
+from mcp_tasks_redis.engine.telemetry.metrics import Metrics
+from mcp_tasks_redis.engine.telemetry.queues import QueueDepth
+from mcp_tasks_redis.engine.urls import RedisClient
 
 
 class TaskEngine:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         namespace: str = "mcp-tasks",
+        shards: int = 1,
         limits: TaskLimits | None = None,
         owns_client: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.conn = RedisConnection(redis, KeySpace(namespace), limits or TaskLimits())
+        """``metrics``: where the engine counts (default: a registry of its own)."""
+        keys = KeySpace(namespace, shards)
+        self.metrics = metrics or Metrics()
+        self.conn = RedisConnection(redis, keys, limits or TaskLimits(), metrics=self.metrics)
         self.tasks = Tasks(self.conn)
-        self.leases = Leases(self.conn)
-        self.inputs = Inputs(self.conn)
         self.inbox = Inbox(self.conn)
-        self.events = EventHub(redis)
+        self.events = EventHub(
+            lambda: pubsub_client(redis),
+            [s.channel for s in keys.all_shards],
+            on_outage=lambda: self.metrics.redis_unavailable("subscribe"),
+        )
+        QueueDepth(self.conn, self.metrics)
         self._owns_client = owns_client
 
     @classmethod
     def from_url(
-        cls, url: str, *, namespace: str = "mcp-tasks", limits: TaskLimits | None = None, **options: Any
+        cls,
+        url: str,
+        *,
+        namespace: str = "mcp-tasks",
+        shards: int = 1,
+        limits: TaskLimits | None = None,
+        **options: Any,
     ) -> TaskEngine:
-        return cls(connect(url, **options), namespace=namespace, limits=limits, owns_client=True)
+        return cls(
+            connect(url, **options), namespace=namespace, shards=shards, limits=limits, owns_client=True
+        )
 
     @classmethod
     def adopt(
-        cls, redis: aioredis.Redis | TaskEngine, *, namespace: str, limits: TaskLimits | None
+        cls, redis: RedisClient | TaskEngine, *, namespace: str, limits: TaskLimits | None
     ) -> tuple[TaskEngine, bool]:
         """An engine for a client, or the given engine itself; True when the caller made it (and
         so must close it), False for a shared engine, which belongs to its creator."""
@@ -55,7 +74,7 @@ class TaskEngine:
         return cls(redis, namespace=namespace, limits=limits), True
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> RedisClient:
         return self.conn.redis
 
     @property
@@ -72,28 +91,57 @@ class TaskEngine:
         done: Callable[[TaskRecord | None], bool],
         *,
         timeout: float | None = None,
-        poll_s: float | None = None,
+        outage_tolerance: float | None = None,
+        on_record: Callable[[TaskRecord | None], Awaitable[None]] | None = None,
     ) -> TaskRecord | None:
         """Wait until ``done(record)`` holds; return that record (None if the task is gone).
 
-        Subscribes first, then reads, so no change can slip between the read and the wait; a
-        lost pub/sub message delays the waiter by at most one poll interval.
+        Follows the task's events from before the first read, so no change can slip between the
+        read and the wait; events update the cached record without a re-read, and the record is
+        read again after a reconnect or at most every ``limits.recheck_ms``. While Redis is out
+        of reach the wait goes on for up to ``outage_tolerance`` seconds (None: forever), then
+        raises RedisUnavailable. ``on_record`` sees every state of the record along the way.
         """
-        poll = poll_s if poll_s is not None else self.limits.poll_interval_ms / 1000
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        async with self.events.watch(self.keys.channel(task_id)) as watch:
+        recheck = self.limits.recheck_ms / 1000
+        await self.events.ready()
+        with self.events.listen(task_id) as listener:
+            record: TaskRecord | None = None
+            stale, down_since = True, None
             while True:
-                record = await self.tasks.get(task_id)
-                if done(record):
+                if stale:
+                    try:
+                        record = await self.tasks.get(task_id)
+                        down_since = None
+                    except RedisUnavailable:
+                        down_since = down_since if down_since is not None else loop.time()
+                        if outage_tolerance is not None and loop.time() - down_since >= outage_tolerance:
+                            raise
+                    else:
+                        stale = False
+                        if on_record is not None:
+                            await on_record(record)
+                if not stale and done(record):
                     return record
-                wait = poll if deadline is None else min(poll, deadline - loop.time())
+                if record is None and not stale:
+                    return None
+                wait = recheck if deadline is None else min(recheck, deadline - loop.time())
                 if wait <= 0:
                     raise TimeoutError(f"Task {task_id} did not reach the awaited state in time")
-                await watch.next(wait)
-                watch.drain()
+                event = await listener.next(wait)
+                if event is None or record is None:
+                    stale = True
+                    continue
+                updated = record.with_event(event)
+                if updated is None:
+                    stale = True
+                elif updated != record:
+                    record = updated
+                    if on_record is not None:
+                        await on_record(record)
 
     async def close(self) -> None:
         await self.events.close()
         if self._owns_client:
-            await self.conn.redis.aclose()  # type: ignore[attr-defined]
+            await self.conn.redis.aclose()

@@ -58,8 +58,35 @@ class PayloadTooLarge(TaskError, ValueError):
         super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
 
 
-class RedisUnavailable(TaskError, ConnectionError):
-    """Redis could not be reached; the message names the URL. Retrying later is safe."""
+class QuotaExceeded(TaskError):
+    """The caller has too many tasks waiting, or creates them too fast; retrying later may work.
+
+    Both wires answer it with JSON-RPC error `code` (in the range JSON-RPC leaves to servers; the
+    number echoes HTTP 429) and ``data`` that says when to retry, where that is known.
+    """
+
+    code = -32029
+
+    def __init__(self, message: str, retry_after_ms: int | None = None, reason: str = "rate") -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+        self.reason = reason  # which limit: "rate" (creation rate) or "queue" (queue limit)
+
+    @property
+    def data(self) -> dict[str, int] | None:
+        return {"retryAfterMs": self.retry_after_ms} if self.retry_after_ms is not None else None
+
+
+class LeaseLost(TaskError):
+    """The worker no longer holds the task: it was cancelled, or another worker took it over."""
+
+
+class RedisUnavailable(ConnectionError):
+    """Redis could not be reached; the message names the URL. Retrying later is safe.
+
+    Not a `TaskError`: an outage is no refusal of the request, and handlers that map refusals
+    to "invalid params" must not tell a client that its valid request was its own mistake.
+    """
 
     def __init__(self, url: str, cause: BaseException) -> None:
         super().__init__(f"Redis at {url} is unreachable ({type(cause).__name__}: {cause})")

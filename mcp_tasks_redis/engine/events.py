@@ -1,9 +1,15 @@
-"""Task events over Redis pub/sub, shared by every waiter of one process.
+"""Task events over Redis pub/sub: one subscriber per process, shared by every waiter in it.
 
-One pub/sub connection per process subscribes to the channels of the tasks someone in the
-process is watching, and fans each message out to those watchers. Pub/sub is only an
-accelerator: it drops messages while reconnecting, so every watcher also re-reads the stored task
-at a bounded interval (`Watch.next` returns None on timeout, and a reconnect wakes everyone).
+Every script that changes a task publishes one event on its shard's channel, as
+``"<task id> <json>"``. Each process subscribes once, to the channel of every shard, when it
+first needs events, and hands each event to the listeners registered in the process for that
+task id: a waiting ``tasks/result``, a session's notification relay, a worker's cancel guard, an
+input wait. Registering a listener is a dictionary insert, so following a task costs Redis
+nothing, and an event whose task nobody here follows is dropped without decoding its JSON.
+
+Pub/sub is an accelerator, not the source of truth: it loses messages while the subscriber is
+disconnected. After every reconnect the hub hands each listener a ``RECONNECTED`` event, and
+waiters also re-read the stored task at a bounded interval.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,14 +29,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger("mcp_tasks_redis.events")
 
 Event = dict[str, Any]
-RECONNECTED: Event = {"type": "reconnected"}
+RECONNECTED: Event = {"k": "reconnected"}
 
 
-class Watch:
-    """The events of one channel as one watcher sees them, buffered until read."""
+def encode_event(task_id: str, event: Event) -> str:
+    """The wire form of an event (what the Lua scripts publish, built here for Python publishers)."""
+    return f"{task_id} {json.dumps(event, separators=(',', ':'))}"
 
-    def __init__(self, channel: str, capacity: int = 1000) -> None:
-        self.channel = channel
+
+class Listener:
+    """The events of one task as one waiter sees them, buffered until read."""
+
+    def __init__(self, task_id: str, capacity: int = 1000) -> None:
+        self.task_id = task_id
         self._events: deque[Event] = deque(maxlen=capacity)
         self._ready = asyncio.Event()
 
@@ -51,135 +62,174 @@ class Watch:
                 return None
         return self._events.popleft() if self._events else None
 
-    def drain(self) -> list[Event]:
-        items = list(self._events)
-        self._events.clear()
-        return items
+
+class CallbackListener(Listener):
+    """A listener that hands each event to a function at once (a relay serving many tasks)."""
+
+    def __init__(self, task_id: str, callback: Callable[[str, Event], None]) -> None:
+        super().__init__(task_id, capacity=1)
+        self._callback = callback
+
+    def push(self, event: Event) -> None:
+        self._callback(self.task_id, event)
 
 
 class EventHub:
-    """A process-wide pub/sub subscriber with per-channel reference counts."""
+    """A process-wide pub/sub subscriber to every shard's channel."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
-        # A dedicated client: the pub/sub connection must not run health-check PINGs that would
-        # read from the socket concurrently with the reader task.
-        pool: Any = redis.connection_pool
-        kwargs: dict[str, Any] = {**pool.connection_kwargs, "health_check_interval": 0}
-        # redis-py's pub/sub API is loosely typed; it is kept behind this class as Any.
-        self._client: Any = aioredis.Redis(
-            connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
-        )
-        self._pubsub: Any = self._client.pubsub()
-        self._watches: dict[str, set[Watch]] = {}
-        # Set when Redis confirms a channel's subscription: `watch` returns only then, so that
-        # nothing published after it returns can be missed.
-        self._confirmed: dict[str, asyncio.Event] = {}
+    def __init__(
+        self,
+        make_client: Callable[[], aioredis.Redis],
+        channels: list[str],
+        on_outage: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_outage``: called each time the subscriber loses Redis or fails to reach it."""
+        self._make_client = make_client
+        self._channels = channels
+        self._on_outage = on_outage
+        self._listeners: dict[str, set[Listener]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = asyncio.Lock()
-        self._connected = False
+        self._subscribed: asyncio.Event | None = None
+        self._reconnect_hooks: list[Callable[[], Awaitable[None] | None]] = []
+        # Set while the subscriber is failing to (re)connect: waiting for it would only add latency
+        # to every request during an outage; the bounded re-reads cover the gap.
+        self._down = False
 
-    @contextlib.asynccontextmanager
-    async def watch(self, channel: str) -> AsyncGenerator[Watch]:
-        """Subscribe (if nobody in this process already is) and yield a Watch of the channel."""
-        watch = Watch(channel)
-        await self._add(watch)
+    # -- following a task ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def listen(self, task_id: str, listener: Listener | None = None) -> Generator[Listener]:
+        """Register a listener for ``task_id`` for the duration of the block.
+
+        Registration is synchronous and the block's ``finally`` removes it: no cancellation can
+        leave a listener behind. Call `ready` first so that events published after the caller's
+        next read of the task cannot be missed.
+        """
+        listener = self.add(task_id, listener or Listener(task_id))
         try:
-            yield watch
+            yield listener
         finally:
-            await self._remove(watch)
+            self.remove(task_id, listener)
 
-    async def _add(self, watch: Watch, confirm_timeout: float = 1.0) -> None:
+    def add(self, task_id: str, listener: Listener) -> Listener:
+        """Register a listener until `remove` (for followers that outlive one block of code)."""
         self._ensure_reader()
-        async with self._lock:
-            watchers = self._watches.setdefault(watch.channel, set())
-            watchers.add(watch)
-            confirmed = self._confirmed.setdefault(watch.channel, asyncio.Event())
-            if len(watchers) == 1 and self._connected:
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                    await self._pubsub.subscribe(watch.channel)
-        # Redis down: go on unconfirmed; the watcher's bounded re-reads cover the gap.
+        self._listeners.setdefault(task_id, set()).add(listener)
+        return listener
+
+    def remove(self, task_id: str, listener: Listener) -> None:
+        listeners = self._listeners.get(task_id)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[task_id]
+
+    def follows(self, task_id: str) -> bool:
+        return task_id in self._listeners
+
+    def on_reconnect(self, hook: Callable[[], Awaitable[None] | None]) -> None:
+        """Run ``hook`` after every reconnect (e.g. a worker re-checks its leases at once)."""
+        self._reconnect_hooks.append(hook)
+
+    async def ready(self, timeout: float = 2.0) -> bool:
+        """Start the subscriber if needed and wait until Redis confirmed the subscription.
+
+        Returns False when Redis did not confirm in time (unreachable): callers go on, and their
+        bounded re-reads cover the gap until the subscriber connects.
+        """
+        subscribed = self._ensure_reader()
+        if subscribed.is_set():
+            return True
+        if self._down:
+            return False
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(confirm_timeout):
-                await confirmed.wait()
+            async with asyncio.timeout(timeout):
+                await subscribed.wait()
+        return subscribed.is_set()
 
-    async def _remove(self, watch: Watch) -> None:
-        async with self._lock:
-            watchers = self._watches.get(watch.channel)
-            if watchers is None:
-                return
-            watchers.discard(watch)
-            if not watchers:
-                del self._watches[watch.channel]
-                self._confirmed.pop(watch.channel, None)
-                if self._connected:
-                    with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                        await self._pubsub.unsubscribe(watch.channel)
-
-    def _ensure_reader(self) -> None:
+    # -- the reader ---------------------------------------------------------------------------
+    def _ensure_reader(self) -> asyncio.Event:
         loop = asyncio.get_running_loop()
-        if self._reader is not None and not self._reader.done() and self._loop is loop:
-            return
-        self._loop = loop
-        self._lock = asyncio.Lock()
-        self._connected = False
-        self._confirmed = {channel: asyncio.Event() for channel in self._watches}
-        self._reader = loop.create_task(self._read_forever(), name="mcp-tasks-redis event hub")
-
-    async def _connect(self) -> None:
-        # Always subscribe something, so that get_message has a connection to read from.
-        channels = [b"__mcp_tasks_redis_hub__", *self._watches]
-        await self._pubsub.subscribe(*channels)
-        self._connected = True
+        if self._reader is None or self._reader.done() or self._loop is not loop:
+            self._loop = loop
+            self._subscribed = asyncio.Event()
+            self._reader = loop.create_task(self._read_forever(), name="mcp-tasks-redis event hub")
+        assert self._subscribed is not None
+        return self._subscribed
 
     async def _read_forever(self) -> None:
-        backoff = 0.05
+        assert self._subscribed is not None
+        backoff, first = 0.05, True
         while True:
+            client: Any = None  # redis-py's pub/sub API is loosely typed
+            pubsub: Any = None
             try:
-                if not self._connected:
-                    async with self._lock:
-                        await self._connect()
-                    self._broadcast(RECONNECTED)
-                    backoff = 0.05
-                message = await self._pubsub.get_message(timeout=1.0)
-                if message is None:
-                    continue
-                if message.get("type") == "message":
-                    self._dispatch(message)
-                elif message.get("type") == "subscribe":
-                    confirmed = self._confirmed.get(_text(message["channel"]))
-                    if confirmed is not None:
-                        confirmed.set()
+                client = self._make_client()
+                pubsub = client.pubsub()
+                await pubsub.subscribe(*self._channels)
+                pending = set(self._channels)
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is None:
+                        continue
+                    kind = message.get("type")
+                    if kind == "message":
+                        self._dispatch(message["data"])
+                    elif kind == "subscribe" and pending:
+                        pending.discard(_text(message["channel"]))
+                        if not pending:
+                            self._down = False
+                            self._subscribed.set()
+                            backoff = 0.05
+                            if not first:
+                                log.info("event subscription restored")
+                                await self._after_reconnect()
+                            first = False
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-                if self._connected:
+                if self._on_outage is not None:
+                    self._on_outage()
+                if self._subscribed.is_set():
                     log.warning("event subscription lost (%s); reconnecting", e)
-                self._connected = False
-                for confirmed in self._confirmed.values():
-                    confirmed.clear()
+            except Exception:
+                # Anything else (a NOPERM under ACLs, a protocol error) must not end the reader
+                # silently: every waiter would fall back to polling with no sign of why.
+                log.exception("event subscriber failed; retrying")
+            finally:
+                self._subscribed.clear()
+                self._down = True
                 with contextlib.suppress(Exception):
-                    await self._pubsub.reset()
-                self._pubsub = self._client.pubsub()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                    await pubsub.aclose()
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            first = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        watchers = self._watches.get(_text(message["channel"]))
-        if not watchers:
+    async def _after_reconnect(self) -> None:
+        for listeners in list(self._listeners.values()):
+            for listener in list(listeners):
+                listener.push(dict(RECONNECTED))
+        for hook in self._reconnect_hooks:
+            outcome = hook()
+            if outcome is not None:
+                await outcome
+
+    def _dispatch(self, data: bytes | str) -> None:
+        raw = data.decode() if isinstance(data, bytes) else data
+        task_id, _, body = raw.partition(" ")
+        listeners = self._listeners.get(task_id)
+        if not listeners:
             return
-        data = message["data"]
         try:
-            event: Event = json.loads(data)
-        except (TypeError, ValueError):
-            event = {"type": "raw", "data": data.decode() if isinstance(data, bytes) else str(data)}
-        for watch in list(watchers):
-            watch.push(event)
-
-    def _broadcast(self, event: Event) -> None:
-        for watchers in self._watches.values():
-            for watch in watchers:
-                watch.push(dict(event))
+            event: Event = json.loads(body)
+        except ValueError:
+            log.warning("ignored a malformed event for task %s", task_id)
+            return
+        event["id"] = task_id
+        for listener in list(listeners):
+            listener.push(event)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -187,10 +237,6 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
             self._reader = None
-        with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[attr-defined]
-        with contextlib.suppress(Exception):
-            await self._client.aclose()  # type: ignore[attr-defined]
 
 
 def _text(value: Any) -> str:

@@ -11,7 +11,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 Arg = str | int | float | bytes
@@ -35,7 +34,8 @@ class Script:
         self.source = _source(name)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list[Arg]) -> Any:
+    async def __call__(self, client: Any, keys: list[str], args: list[Arg]) -> Any:
+        """``client``: a ``Redis`` or a ``RedisCluster`` (which routes by the first key's slot)."""
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
@@ -47,16 +47,19 @@ class Scripts:
 
     def __init__(self) -> None:
         self.create = Script("create")
+        self.finish = Script("finish")
+        self.progress = Script("progress")
+        self.cancel = Script("cancel")
         self.update = Script("update")
-        self.claim = Script("claim")
-        self.heartbeat = Script("heartbeat")
-        self.release = Script("release")
-        self.reap = Script("reap")
-        self.delete = Script("delete")
-        self.list = Script("list")
         self.request_input = Script("request_input")
         self.answer_input = Script("answer_input")
-        self.inbox_push = Script("inbox_push")
+        self.requeue = Script("requeue")
+        self.renew = Script("renew")
+        self.expire = Script("expire")
+        self.release_due = Script("release_due")
+        self.admit = Script("admit")
+        self.release = Script("release")
+        self.delete = Script("delete")
 
 
 @cache

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import inspect
+import time
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -25,16 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.json_schema import GenerateJsonSchema
 
 from mcp_tasks_redis.engine.context import CancellationToken, RequestInfo, ToolContext
+from mcp_tasks_redis.engine.policy import Policy, Priority, Retry
+from mcp_tasks_redis.engine.prepare import PrepareFn
 from mcp_tasks_redis.engine.progress import ProgressReporter
+from mcp_tasks_redis.engine.results import ToolResult
 
 __all__ = [
     "InvalidArguments",
-    "RegistryLoadError",
     "Services",
     "TaskSupport",
     "ToolRegistry",
     "ToolSpec",
-    "load_registry",
 ]
 
 TaskSupport = Literal["forbidden", "optional", "required"]
@@ -53,10 +54,6 @@ _INJECTABLE: tuple[tuple[type, InjectedKind], ...] = (
 
 class InvalidArguments(ValueError):
     """The arguments of a ``tools/call`` do not match the tool's input schema."""
-
-
-class RegistryLoadError(RuntimeError):
-    """``load_registry`` could not produce a usable registry."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +97,12 @@ class ToolSpec:
     output_schema: dict[str, Any] | None
     task_support: TaskSupport
     fn: Callable[..., Any]
+    policy: Policy
     _model: type[BaseModel] = field(repr=False, compare=False)
     _params: tuple[_Param, ...] = field(repr=False, compare=False)
     _injected: tuple[tuple[str, InjectedKind], ...] = field(repr=False, compare=False)
+    # Runs on the server before the task exists, to ask the client first (engine/prepare.py).
+    prepare: PrepareFn | None = field(default=None, repr=False, compare=False)
 
     @property
     def injected(self) -> dict[str, InjectedKind]:
@@ -128,12 +128,32 @@ class ToolSpec:
 
     async def invoke(self, arguments: Mapping[str, Any] | None, services: Services) -> Any:
         """Validate, inject and run the tool; sync tools run in a worker thread."""
-        kwargs = self.validate_arguments(arguments)
+        return await self.invoke_validated(self.validate_arguments(arguments), services)
+
+    async def invoke_validated(
+        self, kwargs: dict[str, Any], services: Services, usage: dict[str, Any] | None = None
+    ) -> Any:
+        """Run the tool with arguments `validate_arguments` returned, and its helpers injected.
+
+        A sync tool runs in a worker thread, whose CPU time goes into ``usage["cpu_ms"]``. A
+        cancel or timeout does not wait for the thread (it cannot be interrupted): the tool's
+        cancellation token tells it to stop, and whatever it returns then is dropped.
+        """
+        kwargs = dict(kwargs)
         for name, kind in self._injected:
             kwargs[name] = services.get(kind)
         if _is_async_callable(self.fn):
             return await self.fn(**kwargs)
-        result = await anyio.to_thread.run_sync(functools.partial(self.fn, **kwargs))
+
+        def measured() -> Any:
+            start = time.thread_time()
+            try:
+                return self.fn(**kwargs)
+            finally:
+                if usage is not None:
+                    usage["cpu_ms"] = round((time.thread_time() - start) * 1000, 3)
+
+        result = await anyio.to_thread.run_sync(measured, abandon_on_cancel=True)
         if inspect.isawaitable(result):
             # A sync wrapper (e.g. a partial over an async function) handed back a coroutine.
             return await result
@@ -179,6 +199,11 @@ def _first_paragraph(fn: Callable[..., Any]) -> str | None:
 def _is_structured(annotation: Any) -> bool:
     if not inspect.isclass(annotation):
         return False
+    # A `ToolResult` is the envelope of a result, not its structured content: a tool returning one
+    # declares no output schema (its `structured` dict can be any object), as it would if it
+    # returned a plain dict. Its own fields (text, structured, is_error) are never the content.
+    if issubclass(annotation, ToolResult):
+        return False
     if issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation):
         return True
     # Duck-typed so that both typing.TypedDict and typing_extensions.TypedDict count.
@@ -202,6 +227,8 @@ def _build_spec(
     title: str | None,
     description: str | None,
     task_support: TaskSupport,
+    policy: Policy,
+    prepare: PrepareFn | None = None,
 ) -> ToolSpec:
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
@@ -248,6 +275,8 @@ def _build_spec(
         output_schema=_output_schema(name, hints.get("return")),
         task_support=task_support,
         fn=fn,
+        policy=policy,
+        prepare=prepare,
         _model=model,
         _params=tuple(params),
         _injected=tuple(injected),
@@ -280,6 +309,10 @@ class ToolRegistry:
         description: str | None = None,
         task_support: TaskSupport = "optional",
         title: str | None = None,
+        retry: Retry | None = None,
+        timeout_s: float | None = None,
+        priority: Priority | None = None,
+        prepare: PrepareFn | None = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -289,22 +322,30 @@ class ToolRegistry:
         description: str | None = None,
         task_support: TaskSupport = "optional",
         title: str | None = None,
+        retry: Retry | None = None,
+        timeout_s: float | None = None,
+        priority: Priority | None = None,
+        prepare: PrepareFn | None = None,
     ) -> Any:
         """Register a function as a tool; usable as ``@app.tool`` or ``@app.tool(...)``.
 
-        The function is returned unchanged so it stays directly callable.
+        ``retry``, ``timeout_s`` and ``priority`` are its task policy (engine/policy.py); what is
+        left out comes from the deployment's defaults. ``prepare`` runs on the server before the
+        task exists, to ask the client first (engine/prepare.py); the tool reads what it returned
+        as ``ctx.prepared``. The function is returned unchanged so it stays directly callable.
         """
         if task_support not in _TASK_SUPPORT_VALUES:
             raise ValueError(
                 f"task_support must be one of {sorted(_TASK_SUPPORT_VALUES)}, got {task_support!r}"
             )
+        policy = Policy(retry=retry, timeout_s=timeout_s, priority=priority)
         if callable(name):
-            return self._register(name, None, description, task_support, title)
+            return self._register(name, None, description, task_support, title, policy, prepare)
 
         explicit_name = name
 
         def decorator(fn: F) -> F:
-            return self._register(fn, explicit_name, description, task_support, title)
+            return self._register(fn, explicit_name, description, task_support, title, policy, prepare)
 
         return decorator
 
@@ -315,6 +356,8 @@ class ToolRegistry:
         description: str | None,
         task_support: TaskSupport,
         title: str | None,
+        policy: Policy,
+        prepare: PrepareFn | None = None,
     ) -> F:
         tool_name = name if name is not None else getattr(fn, "__name__", None)
         if not tool_name:
@@ -322,7 +365,13 @@ class ToolRegistry:
         if tool_name in self._tools:
             raise ValueError(f"a tool named {tool_name!r} is already registered in {self.name!r}")
         self._tools[tool_name] = _build_spec(
-            fn, tool_name, title=title, description=description, task_support=task_support
+            fn,
+            tool_name,
+            title=title,
+            description=description,
+            task_support=task_support,
+            policy=policy,
+            prepare=prepare,
         )
         return fn
 
@@ -343,41 +392,3 @@ class ToolRegistry:
 
     def __repr__(self) -> str:
         return f"ToolRegistry({self.name!r}, tools={self.names()!r})"
-
-
-def load_registry(spec: str) -> ToolRegistry:
-    """Import ``"package.module:attr"`` (attr defaults to ``app``) and return that registry."""
-    module_name, _, attr_path = spec.partition(":")
-    module_name = module_name.strip()
-    attr_path = attr_path.strip() or "app"
-    if not module_name:
-        raise RegistryLoadError(
-            f"Invalid registry spec {spec!r}: expected 'module:attr', e.g. 'workers.tools:app'"
-        )
-
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise RegistryLoadError(f"Cannot import registry module {module_name!r}: {exc}") from exc
-        # The module exists but one of its own imports is missing.
-        raise RegistryLoadError(f"Error while importing registry module {module_name!r}: {exc}") from exc
-    except Exception as exc:
-        raise RegistryLoadError(
-            f"Error while importing registry module {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-
-    target: Any = module
-    for part in attr_path.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise RegistryLoadError(
-                f"Module {module_name!r} has no attribute {attr_path!r} (from registry spec {spec!r})"
-            ) from None
-
-    if not isinstance(target, ToolRegistry):
-        raise RegistryLoadError(f"{module_name}:{attr_path} is a {type(target).__name__}, not a ToolRegistry")
-    if len(target) == 0:
-        raise RegistryLoadError(f"Registry {module_name}:{attr_path} has no tools registered")
-    return target

@@ -1,4 +1,4 @@
-"""Task state in Redis: create, read, change, list and delete tasks through atomic scripts.
+"""Task state in Redis: create, read, change, cancel, answer, list and delete tasks.
 
 Every change is one Lua script (engine/scripts): the state machine is enforced inside Redis, so
 any number of server replicas and workers can act on the same task without corrupting it.
@@ -6,32 +6,44 @@ any number of server replicas and workers can act on the same task without corru
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mcp_tasks_redis.engine.connection import RedisConnection
-from mcp_tasks_redis.engine.dispatch import ARQ_JOB_PREFIX, job_payload
 from mcp_tasks_redis.engine.errors import (
-    InvalidCursor,
     InvalidTaskId,
     InvalidTransition,
     NotSerializable,
+    QuotaExceeded,
     TaskIsTerminal,
+    TaskNotFound,
 )
-from mcp_tasks_redis.engine.keys import is_valid_task_id
-from mcp_tasks_redis.engine.record import Progress, TaskRecord, TaskStatus
+from mcp_tasks_redis.engine.events import encode_event
+from mcp_tasks_redis.engine.keys import GROUP, is_valid_task_id
+from mcp_tasks_redis.engine.listing import Listing, ListScope, Page
+from mcp_tasks_redis.engine.quotas import Quotas, owner_key
+from mcp_tasks_redis.engine.record import Job, Progress, TaskRecord, TaskStatus
+from mcp_tasks_redis.engine.telemetry.metrics import PRIORITY_NAMES
+from mcp_tasks_redis.engine.telemetry.tracing import META_KEY, create_span
 
 _UNSET: Any = object()
+
+# An index's expiry is set when this process first writes to it, then at most this often; it is
+# set to outlive the longest task that can be added before the next refresh.
+INDEX_REFRESH_MS = 3_600_000
 
 
 def new_task_id() -> str:
     """192 random bits, URL-safe: a task id is a capability, so it must be unguessable."""
     return secrets.token_urlsafe(24)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def to_json(value: Any, what: str) -> str:
@@ -42,27 +54,39 @@ def to_json(value: Any, what: str) -> str:
 
 
 @dataclass(frozen=True)
-class ListScope:
-    """Which index a listing reads: one owner's tasks, one session's, or every task."""
+class _Write:
+    """What `Tasks.create` writes besides the job."""
 
-    owner: str | None = None
-    session: str | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    tasks: list[TaskRecord]
-    next_cursor: str | None
+    task_id: str
+    given: bool
+    ttl_ms: int | None
+    owner: str | None
+    session: str | None
+    tool: str | None
+    dispatch: bool
+    index: Sequence[ListScope]
+    priority: int
 
 
 class Tasks:
-    """Create, read, change, list and delete tasks."""
+    """Create, read, change, cancel, answer and delete tasks (the server side of the engine)."""
 
     def __init__(self, conn: RedisConnection) -> None:
         self.conn = conn
+        self.quotas = Quotas(conn)
+        self._listing = Listing(conn)
+        self._index_expiry_set: dict[str, float] = {}
 
-    def _task_keys(self, task_id: str) -> list[str]:
-        return self.conn.keys.task_keys(task_id)
+    async def list(
+        self,
+        *,
+        scope: ListScope,
+        cursor: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> Page:
+        """One page of a listing (engine/listing.py)."""
+        return await self._listing.list(scope=scope, cursor=cursor, limit=limit, newest_first=newest_first)
 
     async def create(
         self,
@@ -76,51 +100,132 @@ class Tasks:
         progress_token: str | int | None = None,
         meta: Mapping[str, Any] | None = None,
         dispatch: bool = False,
+        index: Sequence[ListScope] = _UNSET,
+        fresh_id: bool = False,
+        priority: int = 1,
     ) -> TaskRecord:
-        """Write a new `working` task (and, with ``dispatch``, its job) in one atomic step."""
+        """Write a new `working` task (and, with ``dispatch``, its job) in one atomic step.
+
+        ``arguments`` must be the JSON the client sent. A given ``task_id`` that exists already
+        raises TaskAlreadyExists, unless ``fresh_id`` says it came from `new_task_id` (random
+        enough never to collide), which spares the check. ``index`` names
+        the listings the task joins: by default its owner's, else its session's, else none.
+        ``priority`` is the level the job is dispatched at (0 high, 1 normal, 2 low).
+        """
+        given = task_id is not None and not fresh_id
         task_id = task_id if task_id is not None else new_task_id()
         if not is_valid_task_id(task_id):
             raise InvalidTaskId(task_id)
-        keys, limits = self.conn.keys, self.conn.limits
-        pairs: list[str | int] = ["max_attempts", limits.max_attempts]
-        for name, value in (("owner", owner), ("session", session), ("tool", tool)):
+        write = _Write(task_id, given, ttl_ms, owner, session, tool, dispatch, index, priority)
+        if not dispatch:
+            return await self._write(write, Job(dict(arguments or {}), progress_token, dict(meta or {})))
+        # A dispatched task is traced (its span context travels in the job) and counted.
+        metrics = self.conn.metrics
+        with create_span(tool, task_id, PRIORITY_NAMES[priority]) as carrier:
+            # A new task is a trace of its own: a context copied from another task (a re-run's)
+            # is dropped, and this create span's stored instead.
+            job_meta = {k: v for k, v in (meta or {}).items() if k != META_KEY}
+            if carrier:
+                job_meta[META_KEY] = carrier
+            try:
+                record = await self._write(write, Job(dict(arguments or {}), progress_token, job_meta))
+            except QuotaExceeded as e:
+                metrics.quota_refused(tool, e.reason)
+                raise
+        metrics.task_created(tool, priority)
+        return record
+
+    async def _write(self, w: _Write, job: Job) -> TaskRecord:
+        task_id, tool, owner, session, priority = w.task_id, w.tool, w.owner, w.session, w.priority
+        limits = self.conn.limits
+        shard = self.conn.keys.shard_of(task_id)
+        ttl = limits.clamp_ttl(w.ttl_ms)
+        try:
+            job_json = job.to_json()
+        except (TypeError, ValueError) as e:
+            raise NotSerializable(f"Tool arguments are not JSON-serializable: {e}") from e
+        entry: list[str | int] = ["id", task_id, "r", 1, "a", 1, "ttl", ttl, "job", job_json]
+        record: list[str | int] = [
+            "id",
+            task_id,
+            "st",
+            "working",
+            "ttl",
+            ttl,
+            "r",
+            1,
+            "a",
+            1,
+            "job",
+            job_json,
+        ]
+        for field, value in (("tool", tool), ("own", owner), ("ses", session)):
             if value is not None:
-                pairs += [name, value]
-        if arguments is not None:
-            pairs += ["args", to_json(dict(arguments), "Tool arguments")]
-        if progress_token is not None:
-            pairs += ["ptoken", to_json(progress_token, "Progress token")]
-        if meta:
-            pairs += ["meta", to_json(dict(meta), "Task metadata")]
-        indexes = [keys.index]
-        if owner is not None:
-            indexes.append(keys.owner_index(owner))
-        if session is not None:
-            indexes.append(keys.session_index(session))
-        flat = await self.conn.run(
+                entry += [field, value]
+                record += [field, value]
+        if priority != 1:
+            record += ["pl", priority]
+        quota_owner = owner_key(owner, session)
+        quota = self.quotas.spec(quota_owner)
+        if quota:
+            record += ["qo", quota_owner or ""]
+        keys = [shard.task(task_id), shard.streams[priority], *self.quotas.keys(shard, quota_owner)]
+        refresh = "0"
+        index_ttl = limits.max_ttl_ms + limits.grace_ms + INDEX_REFRESH_MS
+        index = w.index
+        if index is _UNSET:
+            index = [ListScope(owner=owner)] if owner is not None else []
+            index = index or ([ListScope(session=session)] if session is not None else [])
+        index_keys = [scope.key(shard) for scope in index]
+        keys += index_keys
+        if any([self._index_needs_expiry(key) for key in index_keys]):
+            refresh = "1"
+        created, entry_id = await self.conn.run(
             self.conn.scripts.create,
-            [*self._task_keys(task_id), keys.active, keys.queue, job_key(task_id), *indexes],
+            keys,
             [
                 task_id,
-                limits.clamp_ttl(ttl_ms),
-                limits.poll_interval_ms,
-                limits.grace_ms,
-                job_payload(task_id) if dispatch else "",
-                keys.wake_channel,
-                limits.lease_ms,
-                *pairs,
+                ttl + limits.grace_ms,
+                quota if w.dispatch else "",
+                "1" if w.dispatch else "0",
+                "1" if w.given else "0",
+                refresh,
+                index_ttl,
+                len(entry) // 2,
+                *entry,
+                *record,
             ],
             task_id=task_id,
+            durable=True,
         )
-        return TaskRecord.from_redis(flat)
+        return TaskRecord(
+            task_id=task_id,
+            status=TaskStatus.WORKING,
+            created_at_ms=int(created),
+            updated_at_ms=int(created),
+            ttl_ms=ttl,
+            tool=tool,
+            owner=owner,
+            session=session,
+            job=job,
+            entry_id=_text(entry_id) or None,
+        )
+
+    def _index_needs_expiry(self, key: str) -> bool:
+        last = self._index_expiry_set.get(key)
+        now = time.monotonic()
+        if last is not None and now - last < INDEX_REFRESH_MS / 1000:
+            return False
+        if len(self._index_expiry_set) > 100_000:
+            self._index_expiry_set.clear()
+        self._index_expiry_set[key] = now
+        return True
 
     async def get(self, task_id: str) -> TaskRecord | None:
         if not is_valid_task_id(task_id):
             return None
-        flat = await self.conn.call("hgetall", self.conn.keys.task(task_id))
-        if not flat:
-            return None
-        return TaskRecord.from_redis([x for kv in flat.items() for x in kv])
+        raw: dict[bytes, bytes] = await self.conn.call("hgetall", self.conn.keys.task(task_id))
+        return TaskRecord.from_hash(raw) if raw else None
 
     async def update(
         self,
@@ -130,27 +235,35 @@ class Tasks:
         message: str | None = _UNSET,
         result: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
-        progress: Progress | None = None,
-        fence: str | None = None,
-    ) -> TaskRecord:
-        """Apply one change atomically. Raises TaskNotFound, TaskIsTerminal, InvalidTransition."""
+        fence: int | None = None,
+    ) -> TaskStatus:
+        """Apply one change atomically; returns the status after it.
+
+        Raises TaskNotFound, TaskIsTerminal, InvalidTransition, or LeaseLost when ``fence`` (a
+        run number) is no longer the task's run.
+        """
         if not is_valid_task_id(task_id):
             raise InvalidTaskId(task_id)
         new_status = TaskStatus(status) if status is not None else None
+        shard = self.conn.keys.shard_of(task_id)
+        text: str = message if isinstance(message, str) else ""
+        has_message = message is not _UNSET and message is not None
         try:
-            flat = await self.conn.run(
+            after = await self.conn.run(
                 self.conn.scripts.update,
-                [*self._task_keys(task_id), self.conn.keys.active],
+                [shard.task(task_id), *shard.streams],
                 [
+                    task_id,
                     new_status.value if new_status else "",
-                    "0" if message is _UNSET or message is None else "1",
-                    "" if message is _UNSET or message is None else message,
+                    "" if fence is None else fence,
+                    now_ms(),
+                    shard.channel,
+                    GROUP,
+                    "1" if has_message else "0",
+                    text,
                     to_json(dict(result), "Task result") if result is not None else "",
                     to_json(dict(error), "Task error") if error is not None else "",
-                    progress.model_dump_json() if progress is not None else "",
-                    fence or "",
-                    self.conn.keys.channel(task_id),
-                    self.conn.limits.event_stream_len,
+                    self.conn.limits.event_outcome_bytes,
                 ],
                 task_id=task_id,
             )
@@ -158,80 +271,138 @@ class Tasks:
             requested = new_status.value if new_status else "an update"
             cls = TaskIsTerminal if isinstance(e, TaskIsTerminal) else InvalidTransition
             raise cls(task_id, e.current, requested) from None
-        return TaskRecord.from_redis(flat)
+        return TaskStatus(_text(after))
 
-    async def cancel(self, task_id: str, message: str = "Cancelled") -> TaskRecord:
-        """Cancel a task that has not finished; a cancel that lands first beats any completion."""
-        return await self.update(task_id, status=TaskStatus.CANCELLED, message=message)
+    async def cancel(
+        self, task_id: str, message: str = "Cancelled", *, tool: str | None = None
+    ) -> TaskStatus:
+        """Cancel an unfinished task; a cancel that lands first beats any completion.
+
+        Returns the status the task had. Raises TaskNotFound, or TaskIsTerminal if it finished.
+        ``tool``: the task's tool, when the caller read the task (the label it is counted under).
+        """
+        if not is_valid_task_id(task_id):
+            raise TaskNotFound(task_id)
+        shard = self.conn.keys.shard_of(task_id)
+        try:
+            before, quota_owner = await self.conn.run(
+                self.conn.scripts.cancel,
+                [shard.task(task_id), *shard.streams],
+                [task_id, message, now_ms(), shard.channel, GROUP],
+                task_id=task_id,
+            )
+        except TaskIsTerminal as e:
+            raise TaskIsTerminal(task_id, e.current, "cancelled") from None
+        self.conn.metrics.task_cancelled(tool)
+        if _text(quota_owner):
+            await self.quotas.release(shard, task_id, _text(quota_owner))
+        return TaskStatus(_text(before))
+
+    async def report_progress(self, task_id: str, progress: Progress) -> bool:
+        """Store a running task's progress snapshot and publish it (one script, no status check:
+        progress is never shown for a finished task). False when the task no longer exists."""
+        shard = self.conn.keys.shard_of(task_id)
+        data = progress.to_json()
+        stored = await self.conn.run(
+            self.conn.scripts.progress,
+            [shard.task(task_id)],
+            [
+                task_id,
+                to_json(data, "Progress"),
+                shard.channel,
+                encode_event(task_id, {"k": "progress", "p": data}),
+            ],
+            task_id=task_id,
+        )
+        return bool(stored)
+
+    async def answer(self, task_id: str, answers: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Deliver the client's answers to input requests, by request key; returns the keys that
+        answered an outstanding request (unknown and already answered keys are ignored).
+
+        An answer is stored as a JSON-RPC response would carry it: ``{"result": ...}`` or
+        ``{"error": {...}}``. Raises TaskNotFound for an unknown task.
+        """
+        if not is_valid_task_id(task_id):
+            raise TaskNotFound(task_id)
+        if not answers:
+            return []
+        shard = self.conn.keys.shard_of(task_id)
+        pairs: list[str] = []
+        for key, answer in answers.items():
+            pairs += [key, to_json(dict(answer), "Input answer")]
+        accepted: list[Any] = await self.conn.run(
+            self.conn.scripts.answer_input,
+            [shard.task(task_id)],
+            [task_id, now_ms(), shard.channel, *pairs],
+            task_id=task_id,
+        )
+        return [_text(key) for key in accepted]
+
+    async def request_input(
+        self, task_id: str, key: str, request: Mapping[str, Any], *, fence: int | None = None
+    ) -> None:
+        """Store an input request (``{method, params}``) under ``key``; the task goes
+        input_required. Raises TaskNotFound, TaskIsTerminal, or LeaseLost past the ``fence``."""
+        if not is_valid_task_id(task_id):
+            raise InvalidTaskId(task_id)
+        shard = self.conn.keys.shard_of(task_id)
+        await self.conn.run(
+            self.conn.scripts.request_input,
+            [shard.task(task_id)],
+            [
+                task_id,
+                "" if fence is None else fence,
+                key,
+                to_json(dict(request), "Input request"),
+                now_ms(),
+                shard.channel,
+            ],
+            task_id=task_id,
+        )
+
+    async def rerun(self, task_id: str) -> TaskRecord:
+        """A new task that runs a finished task's tool again: same arguments, owner, session,
+        progress token, priority and TTL; its job meta names the task it re-runs (``rerun_of``).
+
+        The finished task stays as it ended (a terminal status never changes): a client that holds
+        its id still sees it failed, and finds the new task where it lists its tasks (the same
+        owner's or session's listing). Raises TaskNotFound, or InvalidTransition for a task that
+        has not finished.
+        """
+        old = await self.get(task_id)
+        if old is None:
+            raise TaskNotFound(task_id)
+        if not old.is_terminal:
+            raise InvalidTransition(task_id, old.status.value, "a re-run")
+        return await self.create(
+            ttl_ms=old.ttl_ms,
+            owner=old.owner,
+            session=old.session,
+            tool=old.tool,
+            arguments=old.arguments,
+            progress_token=old.progress_token,
+            meta={**old.meta, "rerun_of": task_id},
+            priority=old.priority,
+            dispatch=True,
+        )
 
     async def delete(self, task_id: str) -> bool:
         if not is_valid_task_id(task_id):
             return False
-        keys = self.conn.keys
+        shard = self.conn.keys.shard_of(task_id)
+        owner, session = await self.conn.call("hmget", shard.task(task_id), "own", "ses")
+        indexes = [shard.all_index]
+        indexes += [shard.owner_index(_text(owner))] if owner else []
+        indexes += [shard.session_index(_text(session))] if session else []
         deleted = await self.conn.run(
             self.conn.scripts.delete,
-            [*self._task_keys(task_id), keys.active, keys.index],
-            [task_id, keys.namespace],
+            [shard.task(task_id), *shard.streams, shard.inbox(task_id), shard.delayed, *indexes],
+            [task_id, GROUP],
             task_id=task_id,
         )
         return bool(deleted)
 
-    async def list(
-        self,
-        *,
-        scope: ListScope | None = None,
-        cursor: str | None = None,
-        limit: int | None = None,
-        newest_first: bool = True,
-    ) -> Page:
-        """One page of tasks by creation time. The cursor is stable while tasks are added."""
-        keys = self.conn.keys
-        scope = scope or ListScope()
-        if scope.owner is not None:
-            index = keys.owner_index(scope.owner)
-        elif scope.session is not None:
-            index = keys.session_index(scope.session)
-        else:
-            index = keys.index
-        limit = limit or self.conn.limits.list_page_size
-        order = "desc" if newest_first else "asc"
-        after_score, after_id = ("", "") if cursor is None else decode_cursor(cursor, order)
-        rows: list[Any] = await self.conn.run(
-            self.conn.scripts.list,
-            [index],
-            [order, limit, after_score, after_id, f"{keys.namespace}:task:"],
-        )
-        records = [TaskRecord.from_redis(row[1]) for row in rows]
-        if len(records) <= limit:
-            return Page(records, None)
-        # The cursor holds the last row's index score (not its creation time: see create.lua).
-        last_score = int(float(rows[limit - 1][0]))
-        return Page(records[:limit], encode_cursor(last_score, records[limit - 1].task_id, order))
 
-
-def job_key(task_id: str) -> str:
-    return ARQ_JOB_PREFIX + task_id
-
-
-def encode_cursor(score: int, task_id: str, order: str) -> str:
-    raw = json.dumps([order, score, task_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, order: str) -> tuple[str, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        decoded: Any = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
-    if (
-        not isinstance(decoded, list)
-        or len(decoded) != 3  # pyright: ignore[reportUnknownArgumentType]
-        or decoded[0] != order
-        or not isinstance(decoded[1], int)
-        or isinstance(decoded[1], bool)  # JSON true/false are ints to Python, not scores to Redis
-        or not isinstance(decoded[2], str)
-        or not is_valid_task_id(decoded[2])
-    ):
-        raise InvalidCursor(cursor)
-    return str(decoded[1]), decoded[2]
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,89 +1,53 @@
-"""Translations between the engine's values and the 2025-11-25 wire types of the `mcp` SDK."""
+"""Translations between the engine's values and the 2025-11-25 wire types of the `mcp` SDK 1.x."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from typing import Any, cast
+from typing import Any
 
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
-from mcp.types import CallToolResult, ContentBlock, ErrorData, Task, TextContent
-from pydantic import BaseModel, TypeAdapter
+from mcp.types import CallToolResult, ErrorData, Task
 
-from mcp_tasks_redis.engine.record import TaskRecord
-from mcp_tasks_redis.engine.results import ToolResult
-
-INTERNAL_ERROR = -32603
-_CONTENT = TypeAdapter(ContentBlock)
+from mcp_tasks_redis.engine.outcome import INTERNAL_ERROR, error_result
+from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
 
 
 def related_task_meta(task_id: str) -> dict[str, Any]:
     return {RELATED_TASK_METADATA_KEY: {"taskId": task_id}}
 
 
-def task_fields(record: TaskRecord) -> dict[str, Any]:
+def wire_status(record: TaskRecord) -> str:
+    """The task's status on this wire: a tool result with ``isError: true`` makes it failed."""
+    if record.status is TaskStatus.COMPLETED and record.is_error_result:
+        return TaskStatus.FAILED.value
+    return record.status.value
+
+
+def task_fields(record: TaskRecord, poll_interval_ms: int) -> dict[str, Any]:
     """The `Task` fields of a record, as keyword arguments for any Task-shaped SDK model."""
     return {
         "taskId": record.task_id,
-        "status": record.status.value,
+        "status": wire_status(record),
         "statusMessage": record.status_message,
         "createdAt": record.created_at,
         "lastUpdatedAt": record.updated_at,
         "ttl": record.ttl_ms,
-        "pollInterval": record.poll_interval_ms,
+        "pollInterval": poll_interval_ms,
     }
 
 
-def to_task(record: TaskRecord) -> Task:
-    return Task(**task_fields(record))
+def to_task(record: TaskRecord, poll_interval_ms: int) -> Task:
+    return Task(**task_fields(record, poll_interval_ms))
 
 
-def to_call_tool_result(value: Any) -> CallToolResult:
-    """What `tools/call` answers for a tool's return value."""
-    if isinstance(value, CallToolResult):
-        return value
-    if isinstance(value, ToolResult):
-        text = value.text if value.text is not None else _json_text(value.structured)
-        return CallToolResult(
-            content=[TextContent(type="text", text=text)] if text is not None else [],
-            structuredContent=value.structured,
-            isError=value.is_error,
-        )
-    if value is None:
-        return CallToolResult(content=[])
-    if isinstance(value, str):
-        return CallToolResult(content=[TextContent(type="text", text=value)])
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        mapping = cast(dict[Any, Any], value)
-        structured: dict[str, Any] = {str(k): v for k, v in mapping.items()}
-        return CallToolResult(
-            content=[TextContent(type="text", text=_json_text(structured) or "")],
-            structuredContent=structured,
-        )
-    if isinstance(value, list | tuple):
-        try:
-            items: list[Any] = list(value)  # pyright: ignore[reportUnknownArgumentType]
-            return CallToolResult(content=[_CONTENT.validate_python(item) for item in items])
-        except ValueError:
-            pass
-    return CallToolResult(content=[TextContent(type="text", text=_json_text(value) or "")])
+def call_tool_result(result: dict[str, Any]) -> CallToolResult:
+    return CallToolResult.model_validate(result)
 
 
-def error_result(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], isError=True)
+def tool_error(message: str) -> CallToolResult:
+    return call_tool_result(error_result(message))
 
 
 def error_data(error: dict[str, Any] | None, fallback: str) -> ErrorData:
     if error and isinstance(error.get("code"), int) and isinstance(error.get("message"), str):
         return ErrorData(code=error["code"], message=error["message"], data=error.get("data"))
     return ErrorData(code=INTERNAL_ERROR, message=fallback)
-
-
-def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, ensure_ascii=False, default=str)

@@ -1,13 +1,11 @@
-"""Hosting: the server over stdio or Streamable HTTP, and a worker process, from `Settings`.
+"""Hosting the 2025-11-25 server over stdio or Streamable HTTP, from `Settings`.
 
-These are the process entry points that the `mcp-tasks-redis` command (and the compose file)
-start; each builds its engine from the settings so every process of a deployment agrees on the
-namespace, TTL bounds, lease and poll interval.
+These are the entry points that the `mcp-tasks-redis serve` command (and the compose file) start on
+`mcp` 1.x; each builds its engine from the settings (`ops.processes`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import warnings
@@ -24,35 +22,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_tasks_redis.engine.connection import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.registry import ToolRegistry
 from mcp_tasks_redis.mcp_v1.server import build_server
-from mcp_tasks_redis.mcp_v1.worker import build_worker
+from mcp_tasks_redis.mcp_v1.state import server_state
 from mcp_tasks_redis.settings import Settings
 
 log = logging.getLogger("mcp_tasks_redis.host")
-
-
-def limits_from(settings: Settings) -> TaskLimits:
-    return TaskLimits(
-        default_ttl_ms=settings.default_ttl_ms,
-        min_ttl_ms=settings.min_ttl_ms,
-        max_ttl_ms=settings.max_ttl_ms,
-        poll_interval_ms=settings.poll_interval_ms,
-        lease_ms=settings.lease_ms,
-        max_attempts=settings.max_attempts,
-    )
-
-
-def engine_from(settings: Settings) -> TaskEngine:
-    return TaskEngine.from_url(
-        settings.resolved_redis_url, namespace=settings.namespace, limits=limits_from(settings)
-    )
 
 
 def server_from(registry: ToolRegistry, engine: TaskEngine, settings: Settings) -> Server[Any, Any]:
@@ -64,14 +44,33 @@ def server_from(registry: ToolRegistry, engine: TaskEngine, settings: Settings) 
     )
 
 
-async def serve_stdio(registry: ToolRegistry, settings: Settings) -> None:
-    engine = engine_from(settings)
+async def serve_stdio(registry: ToolRegistry, engine: TaskEngine, settings: Settings) -> None:
     server = server_from(registry, engine, settings)
     try:
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
     finally:
-        await engine.close()
+        await server_state(server).aclose()
+
+
+class _SessionEndpoint:
+    """The session manager as a plain ASGI app: an object, so that `Route` passes it the raw
+    scope instead of wrapping it as a request -> response function."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self._manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._manager.handle_request(scope, receive, send)
+
+
+def _exact_routes(path: str, endpoint: ASGIApp) -> list[Route]:
+    """Routes for ``path`` with and without its trailing slash. A `Mount` would answer
+    ``POST /mcp`` with a 307 to ``/mcp/``: a second round trip on every request, a failure for
+    clients that do not re-POST on a redirect, and an ``http://`` Location behind a TLS proxy."""
+    bare = "/" + path.strip("/")
+    paths = [bare] if bare == "/" else [bare, bare + "/"]
+    return [Route(p, endpoint=endpoint) for p in paths]
 
 
 def http_app(
@@ -83,7 +82,16 @@ def http_app(
     token_verifier: TokenVerifier | None = None,
     required_scopes: list[str] | None = None,
 ) -> Starlette:
-    """A Starlette app serving MCP at ``path`` (stateful sessions) and ``/health``.
+    """A Starlette app serving MCP at ``path`` (stateful sessions), ``/health`` and ``/metrics``
+    (the Prometheus text format; docs/observability.md).
+
+    MCP answers at ``path`` and at ``path/`` alike, with no redirect. To add it to an existing
+    Starlette or FastAPI app, mount it under a prefix of your choice and run its lifespan from
+    the parent's (Starlette does not run a mounted app's lifespan)::
+
+        tasks_app = http_app(registry, engine, settings)
+        parent = Starlette(routes=[Mount("/agents", tasks_app)], lifespan=tasks_app.router.lifespan_context)
+        # MCP at /agents/mcp, health at /agents/health
 
     With a ``token_verifier``, every MCP request needs a valid bearer token (the SDK's auth
     middleware), and tasks are bound to the token's issuer, client id and subject.
@@ -91,13 +99,10 @@ def http_app(
     server = server_from(registry, engine, settings)
     manager = StreamableHTTPSessionManager(app=server)
 
-    async def handle_mcp(scope: Scope, receive: Receive, send: Send) -> None:
-        await manager.handle_request(scope, receive, send)
-
-    mcp_endpoint: Any = handle_mcp
+    mcp_endpoint: ASGIApp = _SessionEndpoint(manager)
     middleware: list[Middleware] = []
     if token_verifier is not None:
-        mcp_endpoint = RequireAuthMiddleware(handle_mcp, required_scopes or [])
+        mcp_endpoint = RequireAuthMiddleware(mcp_endpoint, required_scopes or [])
         middleware = [
             Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(token_verifier)),
             Middleware(AuthContextMiddleware),
@@ -110,55 +115,36 @@ def http_app(
             return JSONResponse({"status": "unhealthy", "redis": str(e)}, status_code=503)
         return JSONResponse({"status": "ok", "tools": registry.names()})
 
+    async def metrics(request: Request) -> Response:
+        body, content_type = await engine.metrics.render(request.headers.get("accept", ""))
+        return Response(body, headers={"Content-Type": content_type})
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncGenerator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             async with manager.run():
-                yield
+                try:
+                    yield
+                finally:
+                    await server_state(server).aclose()
 
     return Starlette(
-        routes=[Route("/health", health), Mount(path, app=mcp_endpoint)],
+        routes=[Route("/health", health), Route("/metrics", metrics), *_exact_routes(path, mcp_endpoint)],
         middleware=middleware,
         lifespan=lifespan,
     )
 
 
 async def serve_http(
-    registry: ToolRegistry, settings: Settings, *, token_verifier: TokenVerifier | None = None
+    registry: ToolRegistry,
+    engine: TaskEngine,
+    settings: Settings,
+    *,
+    token_verifier: TokenVerifier | None = None,
 ) -> None:
     import uvicorn
 
-    engine = engine_from(settings)
     app = http_app(registry, engine, settings, token_verifier=token_verifier)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
-    try:
-        await uvicorn.Server(config).serve()
-    finally:
-        await engine.close()
-
-
-async def run_worker(
-    registry: ToolRegistry, settings: Settings, *, concurrency: int | None = None, burst: bool = False
-) -> None:
-    """One worker process: runs until SIGTERM/SIGINT, then hands back unfinished tasks."""
-    engine = engine_from(settings)
-    worker = build_worker(
-        engine,
-        registry,
-        concurrency=concurrency or settings.concurrency,
-        max_result_bytes=settings.max_result_bytes,
-        progress_min_interval=settings.progress_min_interval_s,
-        poll_delay_s=settings.poll_interval_ms / 1000,
-        burst=burst,
-    )
-    try:
-        await worker.async_run()
-    except asyncio.CancelledError:
-        # arq's signal handler cancels its main task: that is the normal way a worker stops.
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-    finally:
-        await worker.close()
-        await engine.close()
+    await uvicorn.Server(config).serve()

@@ -13,8 +13,10 @@ import weakref
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.session import ServerSession
 
-from mcp_tasks_redis.engine.record import TaskRecord
+from mcp_tasks_redis.engine.identity import may_access, principal
 from mcp_tasks_redis.engine.tasks import ListScope
+
+__all__ = ["current_owner", "list_scope", "may_access", "session_id"]
 
 _session_ids: weakref.WeakKeyDictionary[ServerSession, str] = weakref.WeakKeyDictionary()
 
@@ -23,14 +25,7 @@ def current_owner() -> str | None:
     token = get_access_token()
     if token is None:
         return None
-    issuer = str((token.claims or {}).get("iss") or "")
-    # Each part escaped, so that the joined string names one principal only: unescaped,
-    # (client "app", subject "a|b") and (client "app|a", subject "b") would be the same owner.
-    return "|".join(_escape(part) for part in (issuer, token.client_id, token.subject or ""))
-
-
-def _escape(part: str) -> str:
-    return part.replace("%", "%25").replace("|", "%7C")
+    return principal(str((token.claims or {}).get("iss") or ""), token.client_id, token.subject)
 
 
 def session_id(session: ServerSession) -> str:
@@ -39,11 +34,6 @@ def session_id(session: ServerSession) -> str:
     if sid is None:
         sid = _session_ids[session] = secrets.token_hex(16)
     return sid
-
-
-def may_access(record: TaskRecord, owner: str | None) -> bool:
-    """Another owner's task looks exactly like a missing one (no existence oracle)."""
-    return record.owner is None or record.owner == owner
 
 
 def list_scope(session: ServerSession) -> ListScope:

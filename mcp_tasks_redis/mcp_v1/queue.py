@@ -1,61 +1,45 @@
-"""`RedisTaskMessageQueue` and reply routing: the SDK's task message queue, shared across processes.
+"""`RedisTaskMessageQueue`: the SDK's task message queue, shared by every process of a deployment.
 
 Messages for the client (elicitation, sampling, notifications) wait in a per-task FIFO in Redis
-until some replica's tasks/result handler delivers them. The SDK resolves a queued request with
-an in-process `Resolver`, which cannot cross processes; here the request is stored on the task
-under its JSON-RPC id (the engine's input slot), the client's reply is written to the task's
-reply slot by whichever process receives it (`RedisResponseRouter`), and a small waiter in the
-process that queued the request hands it to the `Resolver`.
+until some replica's `tasks/result` handler delivers them. The SDK resolves a queued request with
+an in-process `Resolver`, which cannot cross processes: here such a request is also stored on its
+task as an input request, so that the client's reply, reaching any replica, is routed to the
+task (`router.RedisResponseRouter`), and a small waiter in the process that queued the request
+hands the answer to its `Resolver`.
 
-Request ids of task input requests have the form ``task-{task_id}-{key}`` (the SDK's
-ServerTaskContext builds ``task-{task_id}-{id(params)}``; our worker uses
-`mcp_v1.inbox.input_request_id`); the key holds no ``-``, so task id and key (the task's input
-slot) can be read back from the id alone, by any process.
+The queue accepts messages for any task id, as the SDK's contract says: for a task the store does
+not hold, a request is routed in-process only, as with the SDK's in-memory queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import warnings
 from datetime import datetime
 from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
-from mcp.server.experimental.task_result_handler import TaskResultHandler
-from mcp.server.experimental.task_support import TaskSupport
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.message_queue import QueuedMessage, TaskMessageQueue
 from mcp.shared.experimental.tasks.resolver import Resolver
-from mcp.shared.experimental.tasks.store import TaskStore
 from mcp.types import INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
 from pydantic import ValidationError
 
-from mcp_tasks_redis.engine.connection import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
-from mcp_tasks_redis.engine.errors import RedisUnavailable, TaskError
-from mcp_tasks_redis.mcp_v1.inbox import parse_input_request_id
+from mcp_tasks_redis.engine.errors import RedisUnavailable, TaskNotFound
+from mcp_tasks_redis.engine.limits import TaskLimits
+from mcp_tasks_redis.mcp_v1.input_requests import parse_input_request_id
 
-__all__ = [
-    "INBOX_NOTIFY_EVENT",
-    "RedisResponseRouter",
-    "RedisTaskMessageQueue",
-    "RedisTaskResultHandler",
-    "input_key",
-    "install_response_router",
-    "message_from_json",
-    "message_to_json",
-]
+__all__ = ["NUDGE", "RedisTaskMessageQueue", "input_key", "message_from_json", "message_to_json"]
 
 log = logging.getLogger("mcp_tasks_redis.mcp_v1.queue")
 
-# Published by notify_message_available: wakes every wait_for_message on the task.
-INBOX_NOTIFY_EVENT = "inbox_notify"
+NUDGE = "nudge"
+"""The event `notify_message_available` publishes: it wakes every `wait_for_message` on the task."""
 
-ReplyEnvelope = dict[str, Any]
-"""What a reply slot holds: ``{"result": {...}}`` or ``{"error": {code, message, data?}}``."""
+Answer = dict[str, Any]
+"""An input answer as stored: ``{"result": {...}}`` or ``{"error": {code, message, data?}}``."""
 
 
 def message_to_json(message: QueuedMessage) -> dict[str, Any]:
@@ -82,31 +66,29 @@ def message_from_json(data: dict[str, Any]) -> QueuedMessage:
 
 def input_key(task_id: str, request_id: RequestId) -> str:
     """The input slot of a queued request: the key inside its id when the id names this task
-    (then a reply reaching any process finds it), else the id itself (in-process routing only)."""
+    (then a reply reaching any process finds it), else the id itself."""
     parsed = parse_input_request_id(request_id)
     if parsed is not None and parsed[0] == task_id:
         return parsed[1]
     return str(request_id)
 
 
-def _deliver(resolver: Resolver[dict[str, Any]], reply: ReplyEnvelope) -> None:
+def deliver(resolver: Resolver[dict[str, Any]], answer: Answer) -> None:
+    """Settle an in-process resolver with an answer (a result, or the client's error)."""
     if resolver.done():
         return
-    if "error" in reply:
+    if "error" in answer:
         try:
-            error = ErrorData.model_validate(reply["error"])
+            error = ErrorData.model_validate(answer["error"])
         except ValidationError:
-            error = ErrorData(code=INTERNAL_ERROR, message=f"Malformed error reply: {reply['error']!r:.200}")
+            error = ErrorData(code=INTERNAL_ERROR, message=f"Malformed error reply: {answer['error']!r:.200}")
         resolver.set_exception(McpError(error))
     else:
-        resolver.set_result(reply.get("result") or {})
+        resolver.set_result(answer.get("result") or {})
 
 
 class RedisTaskMessageQueue(TaskMessageQueue):
-    """Per-task FIFO in Redis, for ``server.experimental.enable_tasks(queue=...)``.
-
-    The task must exist: its inbox shares the task's expiry (TaskNotFound otherwise).
-    """
+    """Per-task FIFO in Redis, for ``server.experimental.enable_tasks(queue=...)``."""
 
     def __init__(
         self,
@@ -114,22 +96,15 @@ class RedisTaskMessageQueue(TaskMessageQueue):
         *,
         namespace: str = "mcp-tasks",
         limits: TaskLimits | None = None,
-        poll_s: float | None = None,
     ) -> None:
         self.engine, self._owns_engine = TaskEngine.adopt(redis, namespace=namespace, limits=limits)
-        self._poll_s = poll_s
         self._waiters: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "mcp-tasks", **limits: Any) -> RedisTaskMessageQueue:
-        engine = TaskEngine.from_url(url, namespace=namespace, limits=TaskLimits(**limits))
-        queue = cls(engine)
+        queue = cls(TaskEngine.from_url(url, namespace=namespace, limits=TaskLimits(**limits)))
         queue._owns_engine = True
         return queue
-
-    @property
-    def poll_s(self) -> float:
-        return self._poll_s if self._poll_s is not None else self.engine.limits.poll_interval_ms / 1000
 
     async def aclose(self) -> None:
         """Stop the reply waiters of this process and close the engine if this queue made it."""
@@ -142,19 +117,21 @@ class RedisTaskMessageQueue(TaskMessageQueue):
             await self.engine.close()
 
     async def enqueue(self, task_id: str, message: QueuedMessage) -> None:
-        """Append to the task's FIFO; a request with a resolver also opens the task's input slot.
-
-        That request is stored under its key (`input_key`) and the task moves to input_required
-        in the same script (idempotent: the SDK's elicit has already set that status).
-        """
+        """Append to the task's FIFO. A request with a resolver, for a task the store holds, is
+        also stored on the task as an input request, so that its reply may reach any process."""
         data = message_to_json(message)
         resolver, request_id = message.resolver, message.original_request_id
         if message.type == "request" and resolver is not None and request_id is not None:
             key = input_key(task_id, request_id)
-            await self.engine.inputs.request(task_id, key, data["message"], inbox_message=data)
-            self._start_reply_waiter(task_id, key, resolver)
-        else:
-            await self.engine.inbox.push(task_id, data)
+            sent: dict[str, Any] = data["message"]
+            request: dict[str, Any] = {"method": sent["method"], "params": sent.get("params") or {}}
+            try:
+                await self.engine.tasks.request_input(task_id, key, request)
+            except TaskNotFound:
+                pass  # not a task of the store: the SDK's in-process routing answers it
+            else:
+                self._start_reply_waiter(task_id, key, resolver)
+        await self.engine.inbox.push(task_id, data)
 
     async def dequeue(self, task_id: str) -> QueuedMessage | None:
         data = await self.engine.inbox.pop(task_id)
@@ -173,22 +150,21 @@ class RedisTaskMessageQueue(TaskMessageQueue):
     async def wait_for_message(self, task_id: str) -> None:
         """Block until the task's FIFO is non-empty or `notify_message_available` is called.
 
-        Any event on the task's channel triggers a re-check of the FIFO's length, and so does a
-        timer every ``poll_s`` seconds, in case pub/sub dropped the message.
+        A message pushed by any process wakes it at once; the FIFO's length is also re-checked at
+        a bounded interval, in case an event was lost.
         """
-        async with self.engine.events.watch(self.engine.keys.channel(task_id)) as watch:
-            while await self.engine.inbox.length(task_id) == 0:
-                event = await watch.next(self.poll_s)
-                if event is not None and event.get("type") == INBOX_NOTIFY_EVENT:
+        engine = self.engine
+        await engine.events.ready()
+        with engine.events.listen(task_id) as listener:
+            while await engine.inbox.length(task_id) == 0:
+                event = await listener.next(engine.limits.recheck_ms / 1000)
+                if event is not None and event.get("k") == NUDGE:
                     return
-                watch.drain()
 
     async def notify_message_available(self, task_id: str) -> None:
-        payload = json.dumps({"type": INBOX_NOTIFY_EVENT, "task_id": task_id})
-        await self.engine.conn.call("publish", self.engine.keys.channel(task_id), payload)
+        await self.engine.inbox.notify(task_id, NUDGE)
 
     # -- the process-local end of a cross-process reply ---------------------------------------
-
     def _start_reply_waiter(self, task_id: str, key: str, resolver: Resolver[dict[str, Any]]) -> None:
         waiter = asyncio.get_running_loop().create_task(
             self._await_reply(task_id, key, resolver), name=f"mcp-tasks-redis reply {key}"
@@ -197,133 +173,17 @@ class RedisTaskMessageQueue(TaskMessageQueue):
         waiter.add_done_callback(self._waiters.discard)
 
     async def _await_reply(self, task_id: str, key: str, resolver: Resolver[dict[str, Any]]) -> None:
-        """Hand the reply in the task's reply slot to ``resolver``, whichever process wrote it.
+        """Hand the answer stored on the task to ``resolver``, whichever process stored it.
 
-        Gives up when the resolver was settled in-process (the SDK's own handler routed the reply
-        here) or the task finished or vanished: like the SDK, the requester is then left waiting,
-        since failing it would make the SDK's run_task fail an already finished task.
+        Gives up when the task finished or vanished: like the SDK, the requester is then left
+        waiting, since failing it would make the SDK's run_task fail an already finished task.
         """
-        async with self.engine.events.watch(self.engine.keys.channel(task_id)) as watch:
-            while not resolver.done():
-                try:
-                    reply = await self.engine.inputs.take_reply(task_id, key)
-                    if reply is not None:
-                        _deliver(resolver, reply)
-                        return
-                    record = await self.engine.tasks.get(task_id)
-                    if record is None or record.is_terminal:
-                        return
-                except RedisUnavailable as e:  # Redis may come back: keep waiting
-                    log.warning("waiting for the reply to %s: %s", key, e)
-                await watch.next(self.poll_s)
-                watch.drain()
-
-
-class RedisResponseRouter:
-    """An SDK `ResponseRouter` that writes replies to task input requests into Redis.
-
-    It claims every response whose id is a task input id (see `parse_input_request_id`) and
-    writes it to that task's reply slot from a background task on the running loop; the waiter
-    in the process that queued the request (any replica or worker) picks it up from there.
-    """
-
-    def __init__(self, engine: TaskEngine) -> None:
-        self.engine = engine
-        self._pending: set[asyncio.Task[bool]] = set()
-
-    def route_response(self, request_id: RequestId, response: dict[str, Any]) -> bool:
-        return self.route(request_id, {"result": response})
-
-    def route_error(self, request_id: RequestId, error: ErrorData) -> bool:
-        return self.route(request_id, {"error": error.model_dump(mode="json", exclude_none=True)})
-
-    def route(
-        self, request_id: RequestId, reply: ReplyEnvelope, local: Resolver[dict[str, Any]] | None = None
-    ) -> bool:
-        """Take the reply if ``request_id`` is a task input id; ``local`` is the in-process
-        resolver, if any, used only when Redis holds no such request (e.g. an in-memory queue)."""
-        parsed = parse_input_request_id(request_id)
-        if parsed is None:
-            return False
-        task_id, key = parsed
-        answer = asyncio.get_running_loop().create_task(self._answer(task_id, key, reply, local))
-        self._pending.add(answer)
-        answer.add_done_callback(self._pending.discard)
-        return True
-
-    async def _answer(
-        self, task_id: str, key: str, reply: ReplyEnvelope, local: Resolver[dict[str, Any]] | None
-    ) -> bool:
         try:
-            answered = await self.engine.inputs.answer(task_id, key, reply)
-        except (TaskError, ValueError) as e:  # unknown task, Redis down, reply not JSON
-            log.warning("could not deliver the reply to %s: %s", key, e)
-            answered = False
-        if not answered:
-            if local is not None:
-                _deliver(local, reply)
-            else:
-                log.warning("dropped a reply to %s: no such input request is outstanding", key)
-        return answered
-
-    async def drain(self) -> None:
-        """Wait until every reply taken so far has been written (for orderly shutdown)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
-
-
-class RedisTaskResultHandler(TaskResultHandler):
-    """The SDK's tasks/result handler with replies to task input requests routed via Redis.
-
-    Replies to other requests fall through to the SDK's in-process routing.
-    """
-
-    def __init__(self, store: TaskStore, queue: TaskMessageQueue, router: RedisResponseRouter) -> None:
-        super().__init__(store, queue)
-        self.router = router
-
-    def route_response(self, request_id: RequestId, response: dict[str, Any]) -> bool:
-        if parse_input_request_id(request_id) is None:
-            return super().route_response(request_id, response)
-        local = self._pending_requests.pop(request_id, None)
-        return self.router.route(request_id, {"result": response}, local)
-
-    def route_error(self, request_id: RequestId, error: ErrorData) -> bool:
-        if parse_input_request_id(request_id) is None:
-            return super().route_error(request_id, error)
-        local = self._pending_requests.pop(request_id, None)
-        return self.router.route(
-            request_id, {"error": error.model_dump(mode="json", exclude_none=True)}, local
-        )
-
-
-def install_response_router(target: Any, *, engine: TaskEngine | None = None) -> RedisTaskResultHandler:
-    """Make the SDK's sessions route task input replies through Redis.
-
-    ``target`` is a low-level ``Server`` (or ``FastMCP``) after ``experimental.enable_tasks(...)``,
-    or its ``TaskSupport``. Call it before the server runs: each new session registers
-    ``support.handler`` as its response router. ``engine`` defaults to the queue's or store's.
-    """
-    support = _task_support(target)
-    if engine is None:
-        owner: Any = support.queue if isinstance(support.queue, RedisTaskMessageQueue) else support.store
-        found = getattr(owner, "engine", None)
-        if not isinstance(found, TaskEngine):
-            raise TypeError("Pass engine=: neither the task queue nor the store is Redis-backed")
-        engine = found
-    handler = RedisTaskResultHandler(support.store, support.queue, RedisResponseRouter(engine))
-    support.handler = handler
-    return handler
-
-
-def _task_support(target: Any) -> TaskSupport:
-    if isinstance(target, TaskSupport):
-        return target
-    server: Any = getattr(target, "_mcp_server", target)  # FastMCP wraps a low-level Server
-    with warnings.catch_warnings():
-        # `Server.experimental` is deprecated in mcp 1.x; the 2025 wire needs it all the same.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        support = server.experimental.task_support
-    if not isinstance(support, TaskSupport):
-        raise RuntimeError("Call server.experimental.enable_tasks(...) before install_response_router")
-    return support
+            record = await self.engine.wait_until(
+                task_id, lambda r: r is None or r.is_terminal or key in r.answers or resolver.done()
+            )
+        except RedisUnavailable as e:  # pragma: no cover - wait_until rides out outages
+            log.warning("waiting for the reply to %s: %s", key, e)
+            return
+        if record is not None and key in record.answers:
+            deliver(resolver, record.answers[key])

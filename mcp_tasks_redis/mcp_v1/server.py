@@ -1,4 +1,4 @@
-"""`build_server`: an `mcp` low-level `Server` whose task-augmented tool calls run on workers.
+"""`build_server`: an `mcp` 1.x low-level `Server` whose task-augmented tool calls run on workers.
 
 It serves the tools of one `ToolRegistry` on the 2025-11-25 wire with our own handlers on the
 SDK's public extension points (request handlers, response routers), none of the SDK's
@@ -20,7 +20,8 @@ from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import RedisUnavailable
 from mcp_tasks_redis.engine.registry import ToolRegistry
 from mcp_tasks_redis.mcp_v1 import task_requests, tools
-from mcp_tasks_redis.mcp_v1.state import ServerState
+from mcp_tasks_redis.mcp_v1.relay import session_relay
+from mcp_tasks_redis.mcp_v1.state import ServerState, SessionState
 
 
 def build_server(
@@ -30,12 +31,12 @@ def build_server(
     max_argument_bytes: int = 1_000_000,
     progress_min_interval: float = 0.1,
 ) -> Server[Any, Any]:
-    state_box: list[ServerState] = []
-
     @asynccontextmanager
-    async def lifespan(_: Server[Any, Any]) -> AsyncGenerator[ServerState]:
-        # Runs once per session (stdio) or per HTTP session: shared state is closed by the host.
-        yield state_box[0]
+    async def lifespan(_: Server[Any, Any]) -> AsyncGenerator[SessionState]:
+        # The low-level server enters its lifespan once per session (stdio, each HTTP session):
+        # what lives here lives exactly as long as the session.
+        async with session_relay(engine, engine.limits.poll_interval_ms) as relay:
+            yield SessionState(relay)
 
     server: Server[Any, Any] = Server(
         registry.name, version=registry.version, instructions=registry.instructions, lifespan=lifespan
@@ -47,7 +48,6 @@ def build_server(
         max_argument_bytes=max_argument_bytes,
         progress_min_interval=progress_min_interval,
     )
-    state_box.append(state)
     tools.register(state)
     task_requests.register(state)
     for kind, handler in list(server.request_handlers.items()):

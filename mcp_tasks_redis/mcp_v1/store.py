@@ -9,7 +9,6 @@ validated, and a cancelled task exposes no result.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,14 +18,14 @@ from mcp.types import CallToolResult, ErrorData, Result, Task, TaskMetadata
 from mcp.types import TaskStatus as WireStatus
 from pydantic import ValidationError
 
-from mcp_tasks_redis.engine.connection import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import NotSerializable, TaskNotFound
-from mcp_tasks_redis.engine.record import TaskStatus
+from mcp_tasks_redis.engine.limits import TaskLimits
+from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
 from mcp_tasks_redis.engine.tasks import ListScope
-from mcp_tasks_redis.mcp_v1.convert import to_task as to_wire_task
+from mcp_tasks_redis.mcp_v1.convert import to_task
 
-__all__ = ["NUDGE_EVENT", "RedisTaskStore", "result_from_json", "result_to_json", "to_wire_task"]
+__all__ = ["NUDGE_EVENT", "RedisTaskStore", "result_from_json", "result_to_json"]
 
 # Published by notify_update: wakes every wait_for_update on the task, in every process.
 NUDGE_EVENT = "nudge"
@@ -59,8 +58,9 @@ def result_from_json(data: Mapping[str, Any]) -> Result:
 class RedisTaskStore(TaskStore):
     """Task state in Redis, for ``server.experimental.enable_tasks(store=...)`` and for workers.
 
-    ``scope`` is called on every ``list_tasks`` so that a server can restrict listing to the
-    calling session or owner (e.g. from a contextvar set by its request handler).
+    Tasks it creates join a store-wide listing; ``scope`` is called on every ``list_tasks`` so
+    that a server can restrict listing to the calling session or owner instead (e.g. from a
+    contextvar set by its request handler).
     """
 
     def __init__(
@@ -71,18 +71,16 @@ class RedisTaskStore(TaskStore):
         limits: TaskLimits | None = None,
         scope: Callable[[], ListScope | None] | None = None,
         newest_first: bool = False,
-        poll_s: float | None = None,
-        fence: str | None = None,
+        fence: int | None = None,
     ) -> None:
-        """``fence``: a worker id; status and result writes are refused once that worker no
-        longer holds the task's lease (another worker took it over), so a stale worker can
-        never overwrite the outcome of the run that replaced it."""
+        """``fence``: a worker's run number; status and result writes are refused once the task
+        was delivered again (another worker took it over), so a stale worker can never
+        overwrite the outcome of the run that replaced it."""
         self._fence = fence
         self.engine, self._owns_engine = TaskEngine.adopt(redis, namespace=namespace, limits=limits)
         self._scope = scope
         # Oldest-first by default, like the SDK's in-memory store; both orders are stable.
         self._newest_first = newest_first
-        self._poll_s = poll_s
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "mcp-tasks", **limits: Any) -> RedisTaskStore:
@@ -92,10 +90,14 @@ class RedisTaskStore(TaskStore):
         store._owns_engine = True
         return store
 
-    @property
-    def poll_s(self) -> float:
-        """Longest a waiter goes without re-reading Redis (pub/sub may drop messages)."""
-        return self._poll_s if self._poll_s is not None else self.engine.limits.poll_interval_ms / 1000
+    def _task(self, record: TaskRecord) -> Task:
+        return to_task(record, self.engine.limits.poll_interval_ms)
+
+    async def _read(self, task_id: str) -> TaskRecord:
+        record = await self.engine.tasks.get(task_id)
+        if record is None:
+            raise TaskNotFound(task_id)
+        return record
 
     async def aclose(self) -> None:
         if self._owns_engine:
@@ -130,12 +132,18 @@ class RedisTaskStore(TaskStore):
             arguments=arguments,
             progress_token=progress_token,
             dispatch=dispatch,
+            # Listed store-wide (the SDK's handler lists all, then filters) and by owner or session.
+            index=[
+                ListScope(),
+                *([ListScope(owner=owner)] if owner else []),
+                *([ListScope(session=session)] if session else []),
+            ],
         )
-        return to_wire_task(record)
+        return self._task(record)
 
     async def get_task(self, task_id: str) -> Task | None:
         record = await self.engine.tasks.get(task_id)
-        return None if record is None else to_wire_task(record)
+        return None if record is None else self._task(record)
 
     async def update_task(
         self,
@@ -148,10 +156,8 @@ class RedisTaskStore(TaskStore):
         Raises TaskNotFound, InvalidTransition, or TaskIsTerminal for *any* change to a finished
         task (even its message, even to the same status) - all ValueErrors.
         """
-        record = await self.engine.tasks.update(
-            task_id, status=status, message=status_message, fence=self._fence
-        )
-        return to_wire_task(record)
+        await self.engine.tasks.update(task_id, status=status, message=status_message, fence=self._fence)
+        return self._task(await self._read(task_id))
 
     async def store_result(self, task_id: str, result: Result) -> None:
         """Store the result without finishing the task (the SDK's TaskContext.complete then
@@ -172,8 +178,10 @@ class RedisTaskStore(TaskStore):
         InvalidCursor (a ValueError).
         """
         scope = self._scope() if self._scope is not None else None
-        page = await self.engine.tasks.list(scope=scope, cursor=cursor, newest_first=self._newest_first)
-        return [to_wire_task(r) for r in page.tasks], page.next_cursor
+        page = await self.engine.tasks.list(
+            scope=scope or ListScope(), cursor=cursor, newest_first=self._newest_first
+        )
+        return [self._task(r) for r in page.tasks], page.next_cursor
 
     async def delete_task(self, task_id: str) -> bool:
         return await self.engine.tasks.delete(task_id)
@@ -182,44 +190,43 @@ class RedisTaskStore(TaskStore):
         """Block until the task's status changes, in any process, or `notify_update` is called.
 
         Returns at once if the task is already finished (it can never change again, and the
-        caller's read may predate the change) and when the task disappears. Pub/sub is raced
-        against a re-read every ``poll_s`` seconds, so a lost message costs one poll interval.
+        caller's read may predate the change) and when the task disappears. Events are raced
+        against a bounded re-read, so a lost event costs at most `TaskLimits.recheck_ms`.
         """
-        channel = self.engine.keys.channel(task_id)
-        # Subscribe before the first read, so that no change can slip in between.
-        async with self.engine.events.watch(channel) as watch:
-            record = await self.engine.tasks.get(task_id)
-            if record is None:
-                raise TaskNotFound(task_id)
+        engine = self.engine
+        await engine.events.ready()
+        with engine.events.listen(task_id) as listener:
+            record = await self._read(task_id)
             if record.is_terminal:
                 return
             baseline = record.status
             while True:
-                event = await watch.next(self.poll_s)
-                if event is not None and event.get("type") == NUDGE_EVENT:
+                event = await listener.next(engine.limits.recheck_ms / 1000)
+                if event is not None and event.get("k") == NUDGE_EVENT:
                     return
-                watch.drain()
-                current = await self.engine.tasks.get(task_id)
-                if current is None or current.status != baseline:
+                updated = record.with_event(event) if event is not None else None
+                if updated is None:
+                    updated = await engine.tasks.get(task_id)
+                if updated is None or updated.status != baseline:
                     return
+                record = updated
 
     async def notify_update(self, task_id: str) -> None:
         """Wake every `wait_for_update` on the task, in every process (one PUBLISH)."""
-        payload = json.dumps({"type": NUDGE_EVENT, "task_id": task_id})
-        await self.engine.conn.call("publish", self.engine.keys.channel(task_id), payload)
+        await self.engine.inbox.notify(task_id, NUDGE_EVENT)
 
     # -- atomic helpers for our own server and worker runtime -------------------------------
 
     async def complete(self, task_id: str, result: Result) -> Task:
         """Store the result and finish the task in one script.
 
-        On the 2025 wire a tool result with ``isError: true`` makes the task ``failed``.
+        On the 2025 wire a tool result with ``isError: true`` makes the task ``failed`` (the
+        record says completed with that result, as a worker writes it; `to_task` shows failed).
         Raises TaskIsTerminal if the task already finished (e.g. a cancel landed first).
         """
         data = result_to_json(result)
-        status = TaskStatus.FAILED if data.get("isError") is True else TaskStatus.COMPLETED
-        record = await self.engine.tasks.update(task_id, status=status, result=data)
-        return to_wire_task(record)
+        await self.engine.tasks.update(task_id, status=TaskStatus.COMPLETED, result=data, fence=self._fence)
+        return self._task(await self._read(task_id))
 
     async def fail(
         self,
@@ -235,19 +242,20 @@ class RedisTaskStore(TaskStore):
             error_data = error.model_dump(mode="json", exclude_none=True)
         else:
             error_data = error
-        record = await self.engine.tasks.update(
+        await self.engine.tasks.update(
             task_id,
             status=TaskStatus.FAILED,
             message=message,
             result=result_to_json(result) if result is not None else None,
             error=error_data,
+            fence=self._fence,
         )
-        return to_wire_task(record)
+        return self._task(await self._read(task_id))
 
     async def cancel(self, task_id: str, message: str | None = None) -> Task:
         """Cancel an unfinished task; the stored result, if any, is dropped with it.
 
         Raises TaskIsTerminal if it already finished (the 2025 wire answers that with -32602).
         """
-        record = await self.engine.tasks.update(task_id, status=TaskStatus.CANCELLED, message=message)
-        return to_wire_task(record)
+        await self.engine.tasks.cancel(task_id, message or "Cancelled")
+        return self._task(await self._read(task_id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     INVALID_PARAMS,
@@ -24,12 +25,18 @@ from mcp.types import (
     ToolExecution,
 )
 
+from mcp_tasks_redis.engine.admission import Admission, admit
 from mcp_tasks_redis.engine.context import CancellationToken, InlineBackend, RequestInfo, ToolContext
-from mcp_tasks_redis.engine.errors import TaskError
+from mcp_tasks_redis.engine.errors import QuotaExceeded, TaskError
+from mcp_tasks_redis.engine.outcome import from_exception, to_result
+from mcp_tasks_redis.engine.policy import PolicyError
+from mcp_tasks_redis.engine.record import TaskRecord
 from mcp_tasks_redis.engine.registry import InvalidArguments, Services, ToolSpec
-from mcp_tasks_redis.engine.tasks import to_json
-from mcp_tasks_redis.mcp_v1.convert import error_result, to_call_tool_result, to_task
+from mcp_tasks_redis.engine.tasks import new_task_id, to_json
+from mcp_tasks_redis.engine.telemetry.tracing import request_span
+from mcp_tasks_redis.mcp_v1.convert import call_tool_result, error_data, to_task, tool_error
 from mcp_tasks_redis.mcp_v1.identity import current_owner, session_id
+from mcp_tasks_redis.mcp_v1.input_requests import input_capabilities
 from mcp_tasks_redis.mcp_v1.state import ServerState
 
 TASKS_PROTOCOL_VERSION = "2025-11-25"
@@ -51,7 +58,11 @@ def register(state: ServerState) -> None:
         return ServerResult(ListToolsResult(tools=[to_tool(spec) for spec in state.registry]))
 
     async def call_tool(request: CallToolRequest) -> ServerResult:
-        return await _call_tool(state, request)
+        # The 1.x SDK traces nothing: the request's span is ours (2.x makes the same one itself).
+        ctx = state.server.request_context
+        meta = ctx.meta.model_dump(by_alias=True) if ctx.meta is not None else None
+        with request_span("tools/call", request.params.name, meta):
+            return await _call_tool(state, request)
 
     state.server.request_handlers[ListToolsRequest] = list_tools
     state.server.request_handlers[CallToolRequest] = call_tool
@@ -83,10 +94,13 @@ async def _call_tool(state: ServerState, request: CallToolRequest) -> ServerResu
                 code=METHOD_NOT_FOUND, message=f"Tool {spec.name!r} must be called as a task (params.task)"
             )
         )
+    # The JSON the client sent is what a task stores and a worker validates again: validated
+    # values (datetimes, models, sets) need not survive a JSON round trip.
     arguments: dict[str, Any] = dict(params.arguments or {})
-    # Measured as the task stores them (compact JSON, UTF-8), so the limit is the stored size.
     try:
         size = len(to_json(arguments, "Tool arguments").encode())
+    except QuotaExceeded as e:
+        raise McpError(ErrorData(code=e.code, message=str(e), data=e.data)) from None
     except TaskError as e:
         raise _invalid(str(e)) from None
     if size > state.max_argument_bytes:
@@ -94,35 +108,65 @@ async def _call_tool(state: ServerState, request: CallToolRequest) -> ServerResu
             f"Arguments of {spec.name!r} are {size} bytes, over the limit of {state.max_argument_bytes} bytes"
         )
     try:
-        arguments = spec.validate_arguments(arguments)
+        validated = spec.validate_arguments(arguments)
     except InvalidArguments as e:
         if as_task:
             raise _invalid(str(e)) from None
-        return ServerResult(error_result(str(e)))
+        return ServerResult(tool_error(str(e)))
 
     ctx = state.server.request_context
     token = ctx.meta.progressToken if ctx.meta is not None else None
     if not as_task:
-        return ServerResult(await _run_inline(state, spec, arguments, token))
+        return ServerResult(await _run_inline(state, spec, validated, token))
     assert params.task is not None
+    call_meta = ctx.meta.model_dump(by_alias=True) if ctx.meta is not None else None
     try:
-        record = await state.engine.tasks.create(
-            ttl_ms=params.task.ttl,
+        admission = admit(spec, state.engine.limits, call_meta)
+    except PolicyError as e:
+        raise _invalid(str(e)) from None
+    await state.engine.events.ready()
+    relay, task_id = state.relay, new_task_id()
+    # The relay hears the task's events from before it exists: a worker may finish it before
+    # this handler resumes after the create.
+    with relay.reading(task_id):
+        record = await _create(state, session, spec, params.task.ttl, arguments, token, task_id, admission)
+        relay.follow(record, from_start=True)
+    return ServerResult(CreateTaskResult(task=to_task(record, state.poll_interval_ms)))
+
+
+async def _create(
+    state: ServerState,
+    session: ServerSession,
+    spec: ToolSpec,
+    ttl_ms: int | None,
+    arguments: dict[str, Any],
+    token: str | int | None,
+    task_id: str,
+    admission: Admission,
+) -> TaskRecord:
+    client = session.client_params
+    try:
+        return await state.engine.tasks.create(
+            task_id=task_id,
+            fresh_id=True,
+            ttl_ms=ttl_ms,
             owner=current_owner(),
             session=session_id(session),
             tool=spec.name,
             arguments=arguments,
             progress_token=token,
+            meta={**admission.meta, "input": input_capabilities(client.capabilities if client else None)},
+            priority=admission.priority,
             dispatch=True,
         )
+    except QuotaExceeded as e:
+        raise McpError(ErrorData(code=e.code, message=str(e), data=e.data)) from None
     except TaskError as e:
         raise _invalid(str(e)) from None
-    state.relay.follow(session, record, from_start=True)
-    return ServerResult(CreateTaskResult(task=to_task(record)))
 
 
 async def _run_inline(
-    state: ServerState, spec: ToolSpec, arguments: dict[str, Any], token: str | int | None
+    state: ServerState, spec: ToolSpec, kwargs: dict[str, Any], token: str | int | None
 ) -> Any:
     ctx = state.server.request_context
     session = ctx.session
@@ -152,9 +196,12 @@ async def _run_inline(
         min_interval=state.progress_min_interval,
     )
     try:
-        value = await spec.invoke(arguments, Services.from_context(context))
-    except McpError:
-        raise
+        value = await spec.invoke_validated(kwargs, Services.from_context(context))
     except Exception as e:
-        return error_result(str(e) or type(e).__name__)
-    return to_call_tool_result(value)
+        outcome = from_exception(e)
+        if outcome.error is not None:
+            error = error_data(outcome.error, str(e))
+            raise McpError(error) from None
+        assert outcome.result is not None
+        return call_tool_result(outcome.result)
+    return call_tool_result(to_result(value))

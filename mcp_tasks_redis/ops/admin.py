@@ -58,7 +58,7 @@ def _stop(message: str, code: int = 1) -> NoReturn:
 
 def _run(settings: Settings, action: Callable[[TaskEngine], Awaitable[T]]) -> T:
     """Run one async action on an engine for ``settings`` and close the engine afterwards."""
-    from mcp_tasks_redis.mcp_v1.host import engine_from
+    from mcp_tasks_redis.ops.processes import engine_from
 
     async def main() -> T:
         engine = engine_from(settings)

@@ -31,7 +31,10 @@ from typing import Any, Literal, Self, cast
 import fakeredis
 import redis
 import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from mcp_tasks_redis.engine.urls import connect_sync
 from mcp_tasks_redis.settings import DEFAULT_REDIS_URL
 
 __all__ = ["EmbeddedRedis", "EmbeddedRedisError", "Prefer", "RedisKind", "redis_answers", "resolve_redis"]
@@ -57,11 +60,19 @@ def _sync_client(url: str, timeout: float) -> redis.Redis:
 
 
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
-    """True when a Redis at ``url`` answers PING within ``timeout`` seconds, False on any error."""
+    """True when a Redis at ``url`` answers PING within ``timeout`` seconds, False on any error.
+
+    Any URL the engine accepts: for ``redis+cluster://`` a node of the cluster must answer (the
+    client reads the slot map from it first), for ``redis+sentinel://`` the master the sentinels
+    name."""
+    # No retries: an answer within `timeout` or none (redis-py 8 retries 3 times with back-off,
+    # which makes an unreachable Sentinel setup take ~8 s to refuse).
+    quick: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    quick["retry"] = Retry(NoBackoff(), 0)
     try:
-        with contextlib.closing(_sync_client(url, timeout)) as client:
+        with contextlib.closing(connect_sync(url, **quick)) as client:
             return bool(cast(Any, client).ping())
-    except (ValueError, OSError, redis.exceptions.RedisError):
+    except (ValueError, OSError, redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
         return False
 
 

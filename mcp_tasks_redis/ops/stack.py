@@ -33,7 +33,7 @@ import redis.exceptions
 
 from mcp_tasks_redis.engine.keys import KeySpace
 from mcp_tasks_redis.ops.embedded import EmbeddedRedis, EmbeddedRedisError, die_with_parent, redis_answers
-from mcp_tasks_redis.settings import DEFAULT_REDIS_URL
+from mcp_tasks_redis.settings import DEFAULT_APP, DEFAULT_REDIS_URL
 
 __all__ = ["Child", "DevStack", "RedisChoice", "StackError", "choose_redis", "free_port", "http_health"]
 
@@ -128,7 +128,7 @@ class DevStack:
         self,
         *,
         workers: int = 2,
-        app: str = "workers.demo:app",
+        app: str = DEFAULT_APP,
         host: str = "127.0.0.1",
         port: int | None = None,
         redis_url: str | None = None,

@@ -14,8 +14,9 @@ import pytest
 
 pytest.register_assert_rewrite("tests.integration.procs", "tests.chaos.chaoslib")
 
-from mcp_tasks_redis.engine.connection import TaskLimits  # noqa: E402
 from mcp_tasks_redis.engine.dispatch import ARQ_IN_PROGRESS_PREFIX, ARQ_RETRY_PREFIX  # noqa: E402
+
+from mcp_tasks_redis.engine.limits import TaskLimits  # noqa: E402
 from mcp_tasks_redis.engine.engine import TaskEngine  # noqa: E402
 from tests.chaos.chaoslib import REAP_INTERVAL_S, ChaosConfig, ChaosRun  # noqa: E402
 from tests.integration.procs import Stack  # noqa: E402

@@ -32,7 +32,8 @@ from typing import Any
 
 import pytest
 
-from mcp_tasks_redis.engine.connection import LeaseLost, TaskLimits
+from mcp_tasks_redis.engine.errors import LeaseLost
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import TaskIsTerminal
 from mcp_tasks_redis.engine.record import Progress, TaskRecord, TaskStatus
@@ -202,7 +203,8 @@ async def test_two_workers_claiming_at_once_only_one_runs(engines: list[TaskEngi
 
 CHILD = """
 import asyncio, json, os, sys
-from mcp_tasks_redis.engine.connection import LeaseLost, TaskLimits
+from mcp_tasks_redis.engine.errors import LeaseLost
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import TaskIsTerminal
 from mcp_tasks_redis.engine.record import TaskStatus

@@ -31,13 +31,13 @@ pytest.register_assert_rewrite("tests.integration.procs")
 
 from mcp.shared.exceptions import McpError  # noqa: E402
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult  # noqa: E402
-
 from mcp_tasks_redis.engine.dispatch import (  # noqa: E402
     ARQ_IN_PROGRESS_PREFIX,
     ARQ_JOB_PREFIX,
     ARQ_RESULT_PREFIX,
     ARQ_RETRY_PREFIX,
 )
+
 from mcp_tasks_redis.engine.engine import TaskEngine  # noqa: E402
 from tests.integration.procs import (  # noqa: E402
     Notifications,

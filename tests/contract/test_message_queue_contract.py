@@ -24,10 +24,10 @@ from mcp.shared.experimental.tasks.message_queue import (
 )
 from mcp.shared.experimental.tasks.resolver import Resolver
 from mcp.types import ErrorData, JSONRPCNotification, JSONRPCRequest, TaskMetadata
+from mcp_tasks_redis.mcp_v1.inbox import input_request_id
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import TaskNotFound
-from mcp_tasks_redis.mcp_v1.inbox import input_request_id
 from mcp_tasks_redis.mcp_v1.queue import RedisResponseRouter, RedisTaskMessageQueue
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 

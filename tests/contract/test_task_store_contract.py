@@ -21,7 +21,7 @@ from mcp.shared.experimental.tasks.in_memory_task_store import InMemoryTaskStore
 from mcp.shared.experimental.tasks.store import TaskStore
 from mcp.types import INVALID_PARAMS, CallToolResult, TaskMetadata, TextContent
 
-from mcp_tasks_redis.engine.connection import TaskLimits
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.errors import TaskIsTerminal
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 

@@ -16,15 +16,15 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from mcp_tasks_redis.engine.context import CancellationToken, InlineBackend, RequestInfo, ToolContext
+from mcp_tasks_redis.engine.loading import RegistryLoadError, load_registry
 from mcp_tasks_redis.engine.progress import ProgressReporter
 from mcp_tasks_redis.engine.registry import (
     InvalidArguments,
-    RegistryLoadError,
     Services,
     ToolRegistry,
     ToolSpec,
-    load_registry,
 )
+from mcp_tasks_redis.engine.results import ToolResult
 
 
 def make_services() -> Services:
@@ -198,6 +198,18 @@ def test_output_schema_comes_from_structured_return_annotations_only() -> None:
         assert spec.output_schema["type"] == "object"
         assert spec.output_schema["properties"]["total"] == {"type": "integer"}
     assert spec_of(app, "as_int").output_schema is None
+
+
+def test_a_tool_returning_a_tool_result_declares_no_output_schema() -> None:
+    """`ToolResult` wraps whatever structured content the tool gives: its own fields are not
+    that content's schema (clients such as FastMCP parse the content with the declared schema)."""
+    app = ToolRegistry()
+
+    @app.tool
+    async def wrapped() -> ToolResult:
+        return ToolResult(text="done", structured={"seconds": 2.0})
+
+    assert spec_of(app, "wrapped").output_schema is None
 
 
 # -- registration ----------------------------------------------------------------------

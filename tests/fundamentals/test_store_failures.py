@@ -116,7 +116,7 @@ async def test_unreachable_redis_is_a_clear_error_for_the_queue_too() -> None:
             queue.clear("abc"),
             queue.wait_for_message("abc"),
             queue.notify_message_available("abc"),
-            queue.engine.inputs.take_reply("abc", "k"),
+            queue.engine.tasks.answer("abc", {"k": {"result": {}}}),
         ]
         for call in calls:
             with pytest.raises(RedisUnavailable, match=str(port)):

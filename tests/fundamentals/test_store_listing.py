@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from mcp.types import Task, TaskMetadata
 
-from mcp_tasks_redis.engine.connection import TaskLimits
 from mcp_tasks_redis.engine.errors import InvalidCursor
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.tasks import ListScope
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 

@@ -1,5 +1,6 @@
-"""RedisTaskStore and TTLs: clamped and reported, restarted at the terminal status, and one expiry
-instant shared by every key of a task (so no key of a finished task outlives it, or dies early).
+"""TTLs: requested TTLs are clamped and reported; a task's TTL counts from its creation (the
+2025-11-25 spec's rule), set once when the task is created; a running task is never deleted; and
+nothing of a task outlives it without an expiry.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 from mcp.types import CallToolResult, TaskMetadata, TextContent
 
-from mcp_tasks_redis.engine.connection import TaskLimits
-from mcp_tasks_redis.engine.record import Progress
+from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.limits import TaskLimits
+from mcp_tasks_redis.engine.outcome import Outcome
+from mcp_tasks_redis.engine.runtime.execution import RunningTask, write_outcome
+from mcp_tasks_redis.engine.streams import StreamDispatch
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 
 LIMITS = TaskLimits(default_ttl_ms=5_000, min_ttl_ms=1_000, max_ttl_ms=60_000, grace_ms=2_000)
@@ -23,14 +27,6 @@ async def store(redis: aioredis.Redis, namespace: str) -> AsyncIterator[RedisTas
     store = RedisTaskStore(redis, namespace=namespace, limits=LIMITS)
     yield store
     await store.aclose()
-
-
-async def pttls(redis: aioredis.Redis, keys: list[str]) -> dict[str, int]:
-    """PTTL of each key, read in one transaction so that they are comparable."""
-    pipe = redis.pipeline(transaction=True)
-    for key in keys:
-        pipe.pttl(key)
-    return dict(zip(keys, await pipe.execute(), strict=True))
 
 
 @pytest.mark.parametrize(
@@ -45,74 +41,56 @@ async def test_requested_ttl_is_clamped_and_reported(
     got = await store.get_task(task.taskId)
     assert got is not None
     assert got.ttl == reported
-    # An unfinished task lives ttl + grace, so that a reaper can still fail it visibly.
+    # A task lives ttl + grace, so that a reaper's "failed: expired" can still be read.
     pttl = await redis.pttl(store.engine.keys.task(task.taskId))
     assert reported < pttl <= reported + LIMITS.grace_ms
 
 
-async def test_ttl_restarts_at_terminal_status_for_every_key(
+async def test_the_ttl_counts_from_creation_and_is_not_restarted_at_the_end(
     store: RedisTaskStore, redis: aioredis.Redis
 ) -> None:
     task = await store.create_task(TaskMetadata(ttl=30_000))
-    engine, task_id = store.engine, task.taskId
-    # Give the task every kind of key: events, inbox, inputs and replies.
-    await engine.tasks.update(task_id, progress=Progress(progress=10))
-    await engine.inbox.push(task_id, {"type": "notification"})
-    await engine.inputs.request(task_id, "k1", {"method": "elicitation/create"})
-    await engine.inputs.answer(task_id, "k1", {"result": {}})
-    await store.complete(task_id, CallToolResult(content=[TextContent(type="text", text="ok")]))
-
-    keys = engine.keys.task_keys(task_id)
-    ttl = await pttls(redis, keys)
-    assert ttl[engine.keys.inputs(task_id)] == -2, "outstanding input requests are dropped at the end"
-    for key in (
-        engine.keys.task(task_id),
-        engine.keys.events(task_id),
-        engine.keys.inbox(task_id),
-        engine.keys.replies(task_id),
-    ):
-        # ttl counts from completion now: no grace added, nothing left from the creation time.
-        assert 29_000 < ttl[key] <= 30_000, key
+    key = store.engine.keys.task(task.taskId)
+    at_creation = await redis.pexpiretime(key)
+    await store.update_task(task.taskId, status="input_required", status_message="asking")
+    await store.complete(task.taskId, CallToolResult(content=[TextContent(type="text", text="ok")]))
+    assert await redis.pexpiretime(key) == at_creation
 
 
-async def test_all_keys_of_a_task_share_one_expiry(store: RedisTaskStore, redis: aioredis.Redis) -> None:
-    task = await store.create_task(TaskMetadata(ttl=30_000))
-    engine, task_id = store.engine, task.taskId
-    await engine.tasks.update(task_id, status="input_required", message="asking")
-    await engine.inbox.push(task_id, {"type": "notification"})
-    await engine.inputs.request(task_id, "k1", {"method": "elicitation/create"})
+async def test_a_task_that_runs_past_its_ttl_keeps_its_outcome_for_the_grace_period(
+    redis: aioredis.Redis, namespace: str
+) -> None:
+    engine = TaskEngine(redis, namespace=namespace, limits=LIMITS)
+    try:
+        dispatch = StreamDispatch(engine.conn, "w")
+        await dispatch.ensure_groups()
+        task = await engine.tasks.create(tool="t", ttl_ms=1_000, dispatch=True)
+        [delivery] = await dispatch.read(engine.keys.all_shards[0], 1, None)
+        key = engine.keys.task(task.task_id)
+        # The worker's record of the expiry says it is about to run out.
+        running = RunningTask(delivery, expires_ms=delivery.deadline_ms)
+        assert await write_outcome(engine, running, Outcome(result={"content": []})) == "ok"
+        assert LIMITS.grace_ms - 500 < await redis.pttl(key) <= LIMITS.grace_ms
+    finally:
+        await engine.close()
 
-    for _ in ("working", "after completion"):
-        ttl = await pttls(redis, engine.keys.task_keys(task_id))
-        alive = [v for v in ttl.values() if v != -2]
-        assert -1 not in alive, f"a key without expiry: {ttl}"
-        assert max(alive) - min(alive) <= 2, ttl
-        await engine.inputs.answer(task_id, "k1", {"result": {}})
-        if (await store.get_task(task_id)).status != "completed":  # type: ignore[union-attr]
-            await store.complete(task_id, CallToolResult(content=[]))
 
-
-async def test_expired_task_leaves_no_key_behind(redis: aioredis.Redis, namespace: str) -> None:
+async def test_an_expired_task_leaves_no_key_behind(redis: aioredis.Redis, namespace: str) -> None:
     store = RedisTaskStore(redis, namespace=namespace, limits=TaskLimits(min_ttl_ms=1, grace_ms=0))
     task = await store.create_task(TaskMetadata(ttl=100))
-    await store.engine.inbox.push(task.taskId, {"type": "notification"})
-    await store.update_task(task.taskId, status_message="progress event")
+    await store.update_task(task.taskId, status_message="still here")
     with anyio.fail_after(5):
         while await store.get_task(task.taskId) is not None:  # noqa: ASYNC110 (expiry sends no event)
             await anyio.sleep(0.02)
-    assert await redis.exists(*store.engine.keys.task_keys(task.taskId)) == 0
+    assert await redis.exists(store.engine.keys.task(task.taskId)) == 0
     await store.aclose()
 
 
-async def test_finished_task_stays_listed_for_its_whole_ttl(redis: aioredis.Redis, namespace: str) -> None:
-    """The listing index must outlive every task it lists, also when a task finishes late."""
-    limits = TaskLimits(min_ttl_ms=1, grace_ms=0)
-    store = RedisTaskStore(redis, namespace=namespace, limits=limits)
-    task = await store.create_task(TaskMetadata(ttl=1_000))
-    await anyio.sleep(0.6)
-    await store.update_task(task.taskId, status="completed")  # now expires 1.6 s after creation
-    await anyio.sleep(0.6)
-    assert await store.get_task(task.taskId) is not None
-    listed, _ = await store.list_tasks()
-    assert [t.taskId for t in listed] == [task.taskId]
-    await store.aclose()
+async def test_listing_indexes_outlive_every_task_they_list(
+    store: RedisTaskStore, redis: aioredis.Redis
+) -> None:
+    task = await store.create_task(TaskMetadata(ttl=60_000), session="s1")
+    shard = store.engine.keys.shard_of(task.taskId)
+    task_pttl = await redis.pttl(shard.task(task.taskId))
+    for index in (shard.all_index, shard.session_index("s1")):
+        assert await redis.pttl(index) > LIMITS.max_ttl_ms + LIMITS.grace_ms >= task_pttl

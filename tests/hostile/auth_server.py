@@ -57,9 +57,10 @@ class StaticVerifier:
 async def serve() -> None:
     import uvicorn
 
-    from mcp_tasks_redis.mcp_v1.host import engine_from, http_app
+    from mcp_tasks_redis.mcp_v1.host import http_app
     from mcp_tasks_redis.ops import logs
     from mcp_tasks_redis.ops.cli import load_app
+    from mcp_tasks_redis.ops.processes import engine_from
     from mcp_tasks_redis.settings import Settings
 
     settings = Settings()

@@ -33,12 +33,12 @@ from mcp.shared.exceptions import McpError
 from mcp.types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult, TextContent
 from redis import Redis as SyncRedis
 
-from mcp_tasks_redis.engine.connection import TaskLimits
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.registry import InvalidArguments
 from mcp_tasks_redis.engine.tasks import to_json
+from mcp_tasks_redis.examples.demo import app as demo_app
 from mcp_tasks_redis.mcp_v1.convert import to_call_tool_result
 from tests.hostile.harness import InProcessMCP, RawClient, snapshot
-from workers.demo import app as demo_app
 
 pytest_plugins = ["tests.integration.procs"]
 

@@ -29,9 +29,9 @@ pytest.register_assert_rewrite("tests.integration.procs")
 from mcp.shared.exceptions import McpError  # noqa: E402
 from mcp.types import INVALID_PARAMS, CallToolResult, ErrorData  # noqa: E402
 
+from mcp_tasks_redis.examples.demo import app as demo_app  # noqa: E402
 from tests.hostile.auth_server import bearer_session, start_auth_server  # noqa: E402
 from tests.hostile.harness import InProcessMCP  # noqa: E402
-from workers.demo import app as demo_app  # noqa: E402
 
 pytest_plugins = ["tests.integration.procs"]
 

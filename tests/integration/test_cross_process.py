@@ -23,9 +23,9 @@ import redis.asyncio as aioredis
 from mcp.shared.experimental.tasks.message_queue import QueuedMessage
 from mcp.shared.experimental.tasks.resolver import Resolver
 from mcp.types import JSONRPCNotification, JSONRPCRequest, TaskMetadata
+from mcp_tasks_redis.mcp_v1.inbox import input_request_id
 
 from mcp_tasks_redis.engine.events import Watch
-from mcp_tasks_redis.mcp_v1.inbox import input_request_id
 from mcp_tasks_redis.mcp_v1.queue import RedisTaskMessageQueue
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 

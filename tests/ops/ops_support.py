@@ -10,15 +10,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from mcp import ClientSession
 from mcp.client.experimental import ExperimentalClientFeatures
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult
+from mcp.types import LATEST_PROTOCOL_VERSION, CallToolResult
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT_TIMEOUT_S = 30.0
@@ -110,7 +111,7 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> int:
 @asynccontextmanager
 async def mcp_session(
     url: str, on_message: Any = None
-) -> AsyncIterator[tuple[ClientSession, ExperimentalClientFeatures]]:
+) -> AsyncGenerator[tuple[ClientSession, ExperimentalClientFeatures]]:
     async with (
         streamable_http_client(url) as (read, write, _),
         ClientSession(read, write, message_handler=on_message) as session,
@@ -145,3 +146,30 @@ async def run_task(url: str, tool: str, arguments: dict[str, Any]) -> tuple[str,
                 async with asyncio.timeout(5.0):
                     await finished.wait()
     return created.task.taskId, result, seen
+
+
+def initialize_status(url: str) -> int:
+    """POST one raw ``initialize`` to ``url`` without following redirects; the HTTP status.
+
+    The SDK's client follows a same-origin redirect by itself, so only a raw request shows
+    whether the endpoint answers where it is or sends the client elsewhere first. The session
+    the request opens is closed again."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": LATEST_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "raw-probe", "version": "0"},
+        },
+    }
+    headers = {"Accept": "application/json, text/event-stream"}
+    with httpx.Client(timeout=10.0, follow_redirects=False) as client:
+        response = client.post(url, json=body, headers=headers)
+        session = response.headers.get("mcp-session-id")
+        if session:
+            client.delete(url, headers={"mcp-session-id": session})
+        if response.status_code == 200:
+            assert '"serverInfo"' in response.text, response.text[:300]
+        return response.status_code

@@ -20,6 +20,7 @@ from ops_support import (
     clean_env,
     command,
     free_port,
+    initialize_status,
     mcp_session,
     pid_alive,
     run_cli,
@@ -102,6 +103,9 @@ def test_dev_serves_mcp_and_stops_on_signal(dev: Dev, redis_url: str, sig: signa
     pids = dev.child_pids()
     assert len(pids) == 3
     assert all(pid_alive(p) for p in pids)
+
+    # MCP answers at /mcp and /mcp/ themselves: no redirect first.
+    assert [initialize_status(dev.url), initialize_status(dev.url + "/")] == [200, 200]
 
     task_id, result, progress = asyncio.run(run_task(dev.url, "slow_compute", {"seconds": 0.5}))
     assert not result.isError

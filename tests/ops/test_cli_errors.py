@@ -85,7 +85,7 @@ def empty_app(tmp_path: Path) -> Path:
         ("serve", "no_such_module:app", "Cannot import registry module 'no_such_module'"),
         ("serve", "broken_app:app", "does_not_exist_anywhere"),
         ("serve", "no_tools:app", "has no tools"),
-        ("serve", "workers.demo:missing", "has no attribute"),
+        ("serve", "mcp_tasks_redis.examples.demo:missing", "has no attribute"),
         ("worker", "no_tools:app", "has no tools"),
         ("dev", "no_such_module:app", "Cannot import registry module 'no_such_module'"),
     ],

@@ -118,6 +118,16 @@ def test_worker_service_scales(compose: dict[str, Any]) -> None:
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
 
 
+def test_one_service_builds_the_image_the_others_run(compose: dict[str, Any]) -> None:
+    app_services = {name: s for name, s in services(compose).items() if name != "redis"}
+    assert [name for name, s in app_services.items() if "build" in s] == ["server"]
+    assert len({s["image"] for s in app_services.values()}) == 1, "one image for servers and workers"
+    # docker-compose v1 makes sure of each service's image in file order: the builder comes first,
+    # else it would try to pull the workers' image from a registry.
+    order = list(services(compose))
+    assert order.index("server") < order.index("worker")
+
+
 def test_every_command_is_a_real_subcommand(compose: dict[str, Any]) -> None:
     checked = 0
     for name, service in services(compose).items():

@@ -15,8 +15,8 @@ README = (ROOT / "README.md").read_text()
 
 def test_make_targets_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    for target in set(re.findall(r"^make (\w+)", README, re.M)):
-        assert re.search(rf"^{target}:", makefile, re.M), f"README mentions `make {target}`"
+    for target in set(re.findall(r"^make ([\w-]+)", README, re.M)):
+        assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"README mentions `make {target}`"
     assert "$(BIN)/mcp-tasks-redis demo" in makefile
 
 

@@ -1,44 +1,73 @@
--- Create a task: record, listing indexes, active set and (optionally) its arq job, atomically,
--- so that an id handed to a client always resolves and a task never exists without its job.
--- KEYS: 1-5 per-task, 6 active, 7 arq queue, 8 arq job key, 9 the namespace's listing index,
---       10.. the owner's and session's listing indexes
--- ARGV: 1 task id, 2 ttl ms, 3 poll ms, 4 grace ms, 5 job payload ('' = no job),
---       6 wake channel, 7 lease ms, 8.. field/value pairs
-if redis.call('EXISTS', KEYS[1]) == 1 then
+-- Create a task: its record, its job (an entry in the shard's dispatch stream) and its listing
+-- index entries, in one step, so that an id handed to a client always resolves and a task never
+-- exists without its job. The record expires with the task (TTL plus grace), set once, here.
+-- With per-owner quotas, the task runs at once only while its owner has fewer than the limit
+-- running; else it waits in the owner's queue, from which `admit` dispatches it in turn.
+-- KEYS: 1 record, 2 dispatch stream, 3 owner's running set, 4 owner's queue, 5 owner's rate
+--       counter, 6 the shard's set of owners with queued tasks, 7.. listing indexes
+-- ARGV: 1 task id, 2 expiry ms (ttl + grace), 3 quota ('' = none, else "max running,max queued,
+--       rate per window,window ms,owner key"), 4 '1' to dispatch, 5 '1' to refuse an existing id,
+--       6 '1' to (re)set the indexes' expiry, 7 index expiry ms, 8 number N of entry field/value
+--       pairs, 9..8+2N the entry's pairs, then the record's field/value pairs
+local id = ARGV[1]
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('EXISTS')
 end
-local id, ttl, poll, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local now = now_ms()
-redis.call('HSET', KEYS[1], 'id', id, 'status', 'working', 'created', now, 'updated', now,
-           'ttl', ttl, 'poll', poll, 'attempt', 0)
-for i = 8, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+local dispatch, queued = ARGV[4] == '1', nil
+if ARGV[3] ~= '' then
+  local max_running, max_queued, rate, window, owner =
+    string.match(ARGV[3], '^(%d+),(%d+),(%d+),(%d+),(.*)$')
+  if tonumber(rate) > 0 then
+    local made = redis.call('INCR', KEYS[5])
+    if made == 1 then redis.call('PEXPIRE', KEYS[5], window) end
+    if made > tonumber(rate) then
+      return redis.error_reply('RATE ' .. redis.call('PTTL', KEYS[5]))
+    end
+  end
+  local now = redis.call('TIME')[1] * 1000
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)  -- tasks gone without saying so
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(max_running) then
+    queued = redis.call('LLEN', KEYS[4])
+    if queued >= tonumber(max_queued) then return redis.error_reply('QUEUE_FULL ' .. queued) end
+    dispatch = false
+    redis.call('RPUSH', KEYS[4], id)
+    redis.call('PEXPIRE', KEYS[4], ARGV[2])
+    redis.call('ZADD', KEYS[6], now, owner)
+    redis.call('PEXPIRE', KEYS[6], ARGV[2])
+  else
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), id)
+    redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  end
 end
--- An unfinished task outlives its TTL by `grace`, so a reaper can still fail it visibly.
-local expires = now + ttl + grace
-expire_task(expires)
--- Listing order: a score above every task already listed (microsecond-scaled creation time,
--- bumped on a tie), so tasks created in the same millisecond still sort by creation and a
--- listing cursor can never let a task created after it into the pages that follow.
-local score = now * 1000
-local top = redis.call('ZREVRANGE', KEYS[9], 0, 0, 'WITHSCORES')
-if top[2] ~= nil and tonumber(top[2]) >= score then
-  score = tonumber(top[2]) + 1
+local created, score, entry = 0, 0, ''
+local n = tonumber(ARGV[8])
+if dispatch then
+  -- The entry id is Redis' own clock: it is the task's creation time and, with its sequence
+  -- number, a listing score unique and increasing within the shard.
+  entry = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 9, 8 + 2 * n))
+  local dash = string.find(entry, '-', 1, true)
+  created = tonumber(string.sub(entry, 1, dash - 1))
+  score = created * 1000 + tonumber(string.sub(entry, dash + 1))
+else
+  local t = redis.call('TIME')
+  created = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  score = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  -- Without a stream entry to order them, tasks created within one microsecond keep their
+  -- creation order by a score just above the newest one listed.
+  if KEYS[7] then
+    local top = redis.call('ZREVRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+    if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
+  end
 end
-for i = 9, #KEYS do
+local fields = push({}, 'c', created, 'u', created, 'q', entry)
+for i = 9 + 2 * n, #ARGV do fields[#fields + 1] = ARGV[i] end
+if queued then
+  push(fields, 'msg', 'Queued: ' .. queued .. ' earlier task(s) of this caller wait to run')
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 7, #KEYS do
   redis.call('ZADD', KEYS[i], score, id)
-  keep_until(KEYS[i], expires)
+  if ARGV[6] == '1' then redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
 end
--- The reaper looks at a dispatched task after one lease even if no worker claimed it: a worker
--- may have died between arq's pickup of the job and its claim (see reap.lua).
-local check = now + ttl
-if ARGV[5] ~= '' then check = math.min(check, now + tonumber(ARGV[7])) end
-redis.call('ZADD', KEYS[6], check, id)
-keep_until(KEYS[6], expires)
-if ARGV[5] ~= '' then
-  redis.call('SET', KEYS[8], ARGV[5], 'PX', ttl + grace)
-  redis.call('ZADD', KEYS[7], now, id)
-  keep_until(KEYS[7], expires)
-  redis.call('PUBLISH', ARGV[6], id)
-end
-return fields(KEYS[1])
+return { created, entry }

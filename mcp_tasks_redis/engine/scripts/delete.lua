@@ -1,12 +1,10 @@
--- Delete a task and every trace of it (record, streams, indexes, active set).
--- KEYS: 1-5 per-task, 6 active, 7 index
--- ARGV: 1 task id, 2 namespace
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local owner = redis.call('HGET', KEYS[1], 'owner')
-local session = redis.call('HGET', KEYS[1], 'session')
-if owner then redis.call('ZREM', ARGV[2] .. ':index:owner:' .. owner, ARGV[1]) end
-if session then redis.call('ZREM', ARGV[2] .. ':index:session:' .. session, ARGV[1]) end
+-- Delete a task and every trace of it: record, job, inbox, listing index entries.
+-- KEYS: 1 record, 2-4 dispatch streams (high, normal, low), 5 inbox, 6 delayed set,
+--       7.. listing indexes holding it
+-- ARGV: 1 task id, 2 consumer group
+local cur = redis.call('HMGET', KEYS[1], 'q', 'pl')
+local existed = redis.call('DEL', KEYS[1], KEYS[5])
+drop_entry(level_stream(2, cur[2]), ARGV[2], cur[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
-redis.call('ZREM', KEYS[7], ARGV[1])
-for i = 1, 5 do redis.call('DEL', KEYS[i]) end
-return 1
+for i = 7, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return existed

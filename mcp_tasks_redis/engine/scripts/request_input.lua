@@ -1,23 +1,12 @@
--- A running tool asks the client for input: the request is stored under its key (and, for the
--- 2025 wire, queued for delivery on tasks/result), and the task goes input_required.
--- KEYS: 1-5 per-task
--- ARGV: 1 request key, 2 request JSON, 3 inbox message JSON ('' = none), 4 channel,
---       5 stream maxlen, 6 lease fence ('' = none)
-if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
-local cur = redis.call('HGET', KEYS[1], 'status')
-if TERMINAL[cur] then return redis.error_reply('TERMINAL ' .. cur) end
-if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[6] then
-  return redis.error_reply('LEASE_LOST')
-end
-local expires = redis.call('HGET', KEYS[1], 'expires')
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-redis.call('PEXPIREAT', KEYS[4], expires)
-if ARGV[3] ~= '' then
-  redis.call('RPUSH', KEYS[3], ARGV[3])
-  redis.call('PEXPIREAT', KEYS[3], expires)
-end
-redis.call('HSET', KEYS[1], 'status', 'input_required', 'updated', now_ms())
-emit(ARGV[4], ARGV[5], { type = 'status', task_id = redis.call('HGET', KEYS[1], 'id'),
-                         status = 'input_required', input = ARGV[1],
-                         message = redis.call('HGET', KEYS[1], 'msg') or cjson.null })
-return fields(KEYS[1])
+-- A running tool asks the client for input: the request is stored under its key and the task
+-- goes input_required; with a fence, only while the worker's run is the task's run.
+-- KEYS: 1 record
+-- ARGV: 1 task id, 2 run fence ('' = none), 3 request key, 4 request JSON, 5 now ms, 6 channel
+local cur = redis.call('HMGET', KEYS[1], 'st', 'r')
+if not cur[1] then return redis.error_reply('NOT_FOUND') end
+if TERMINAL[cur[1]] then return redis.error_reply('TERMINAL ' .. cur[1]) end
+if ARGV[2] ~= '' and cur[2] ~= ARGV[2] then return redis.error_reply('LEASE_LOST') end
+redis.call('HSET', KEYS[1], 'in:' .. ARGV[3], ARGV[4], 'st', 'input_required', 'u', ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' {"k":"input","u":' .. ARGV[5] .. ',"key":'
+  .. cjson.encode(ARGV[3]) .. ',"req":' .. ARGV[4] .. '}')
+return 'ok'

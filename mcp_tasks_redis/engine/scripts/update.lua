@@ -1,48 +1,36 @@
--- Change a task: status and/or message, result, error, progress, all written together.
--- Refuses anything on a terminal task and any transition the state machine does not allow.
--- KEYS: 1-5 per-task, 6 active
--- ARGV: 1 status ('' = keep), 2 '1' if a message is given, 3 message, 4 result JSON,
---       5 error JSON, 6 progress JSON, 7 lease fence ('' = none), 8 channel, 9 stream maxlen
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return redis.error_reply('NOT_FOUND')
+-- The general change behind the mcp SDK's TaskStore: status and/or message, result, error,
+-- written together. Refuses any change to a finished task and any transition the state machine
+-- does not allow; with a fence, refuses a worker that no longer holds the task.
+-- KEYS: 1 record, 2-4 dispatch streams (high, normal, low)
+-- ARGV: 1 task id, 2 new status ('' = keep), 3 fence ('' = none), 4 now ms, 5 channel,
+--       6 consumer group, 7 '1' if a message is given, 8 message, 9 result JSON, 10 error JSON,
+--       11 largest outcome (bytes) an event carries
+local cur = redis.call('HMGET', KEYS[1], 'st', 'r', 'q', 'msg', 'pl')
+if not cur[1] then return redis.error_reply('NOT_FOUND') end
+local st, new = cur[1], ARGV[2]
+if TERMINAL[st] then return redis.error_reply('TERMINAL ' .. st) end
+if ARGV[3] ~= '' and cur[2] ~= ARGV[3] then return redis.error_reply('LEASE_LOST') end
+if new == '' then new = st end
+if new ~= st then
+  local ok = TERMINAL[new] or (st == 'working' and new == 'input_required')
+             or (st == 'input_required' and new == 'working')
+  if not ok then return redis.error_reply('TRANSITION ' .. st .. ' ' .. new) end
 end
-local status, has_msg, msg = ARGV[1], ARGV[2] == '1', ARGV[3]
-local result, err, progress, fence = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local cur = redis.call('HGET', KEYS[1], 'status')
-if TERMINAL[cur] then
-  return redis.error_reply('TERMINAL ' .. cur)
-end
-if fence ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= fence then
-  return redis.error_reply('LEASE_LOST')
-end
-local id = redis.call('HGET', KEYS[1], 'id')
-if status ~= '' and status ~= cur then
-  local ok = TERMINAL[status] or (cur == 'working' and status == 'input_required')
-             or (cur == 'input_required' and status == 'working')
-  if not ok then
-    return redis.error_reply('TRANSITION ' .. cur)
-  end
-  if TERMINAL[status] then
-    finish(id, status, has_msg and msg or nil, result, err, KEYS[6], ARGV[8], ARGV[9])
-    return fields(KEYS[1])
-  end
-end
-local now = now_ms()
-redis.call('HSET', KEYS[1], 'updated', now)
-if has_msg then redis.call('HSET', KEYS[1], 'msg', msg) end
-if result ~= '' then redis.call('HSET', KEYS[1], 'result', result) end
-if err ~= '' then redis.call('HSET', KEYS[1], 'error', err) end
-if progress ~= '' then redis.call('HSET', KEYS[1], 'progress', progress) end
-local event = { task_id = id, status = status ~= '' and status or cur,
-                message = redis.call('HGET', KEYS[1], 'msg') or cjson.null }
-if status ~= '' and status ~= cur then
-  redis.call('HSET', KEYS[1], 'status', status)
-  event['type'] = 'status'
-elseif progress ~= '' then
-  event['type'] = 'progress'
-  event['progress'] = cjson.decode(progress)
+local msg = cur[4] or ''
+if ARGV[7] == '1' then msg = ARGV[8] end
+local fields = push({}, 'st', new, 'u', ARGV[4], 'msg', msg)
+if ARGV[9] ~= '' then push(fields, 'res', ARGV[9]) end
+if ARGV[10] ~= '' then push(fields, 'err', ARGV[10]) end
+redis.call('HSET', KEYS[1], unpack(fields))
+if TERMINAL[new] then drop_entry(level_stream(2, cur[5]), ARGV[6], cur[3]) end
+local event = { k = 'status', st = new, msg = msg, u = tonumber(ARGV[4]) }
+local head = cjson.encode(event)
+local extra = ''
+if #ARGV[9] + #ARGV[10] > tonumber(ARGV[11]) then
+  extra = ',"big":1'
 else
-  event['type'] = 'message'
+  if ARGV[9] ~= '' then extra = extra .. ',"res":' .. ARGV[9] end
+  if ARGV[10] ~= '' then extra = extra .. ',"err":' .. ARGV[10] end
 end
-emit(ARGV[8], ARGV[9], event)
-return fields(KEYS[1])
+redis.call('PUBLISH', ARGV[5], ARGV[1] .. ' ' .. string.sub(head, 1, -2) .. extra .. '}')
+return new

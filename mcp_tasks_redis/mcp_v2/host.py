@@ -1,0 +1,96 @@
+"""Hosting the SEP-2663 server over stdio or Streamable HTTP, from `Settings`.
+
+The entry points ``mcp-tasks-redis serve`` (and the compose file) start on ``mcp`` 2.x, with the
+same signatures as the 1.x host. Over HTTP, MCP answers at exactly ``path`` (no redirect),
+``/health`` reports whether Redis answers and ``/metrics`` serves the process's metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.registry import ToolRegistry
+from mcp_tasks_redis.mcp_v2.server import build_server
+from mcp_tasks_redis.settings import Settings
+
+
+def server_from(
+    registry: ToolRegistry,
+    engine: TaskEngine,
+    settings: Settings,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    required_scopes: list[str] | None = None,
+) -> MCPServer[Any]:
+    return build_server(
+        registry,
+        engine,
+        max_argument_bytes=settings.max_argument_bytes,
+        progress_min_interval=settings.progress_min_interval_s,
+        token_verifier=token_verifier,
+        required_scopes=required_scopes,
+    )
+
+
+async def serve_stdio(registry: ToolRegistry, engine: TaskEngine, settings: Settings) -> None:
+    await server_from(registry, engine, settings).run_stdio_async()
+
+
+def http_app(
+    registry: ToolRegistry,
+    engine: TaskEngine,
+    settings: Settings,
+    *,
+    path: str = "/mcp",
+    token_verifier: TokenVerifier | None = None,
+    required_scopes: list[str] | None = None,
+) -> Starlette:
+    """A Starlette app serving MCP at ``path``, ``/health`` and ``/metrics`` (the Prometheus text
+    format; docs/observability.md)."""
+    server = server_from(
+        registry, engine, settings, token_verifier=token_verifier, required_scopes=required_scopes
+    )
+    mcp_app = server.streamable_http_app(streamable_http_path=path, host=settings.host)
+
+    async def health(_: Request) -> Response:
+        try:
+            await engine.redis.ping()  # type: ignore[misc]
+        except Exception as e:  # any failure means "not healthy"; the body says why
+            return JSONResponse({"status": "unhealthy", "redis": str(e)}, status_code=503)
+        return JSONResponse({"status": "ok", "tools": registry.names()})
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await engine.metrics.render(request.headers.get("accept", ""))
+        return Response(body, headers={"Content-Type": content_type})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncGenerator[None]:
+        async with mcp_app.router.lifespan_context(mcp_app):
+            yield
+
+    routes = [Route("/health", health), Route("/metrics", metrics), Mount("/", app=mcp_app)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def serve_http(
+    registry: ToolRegistry,
+    engine: TaskEngine,
+    settings: Settings,
+    *,
+    token_verifier: TokenVerifier | None = None,
+) -> None:
+    import uvicorn
+
+    app = http_app(registry, engine, settings, token_verifier=token_verifier)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    await uvicorn.Server(config).serve()
