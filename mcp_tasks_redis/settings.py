@@ -77,6 +77,29 @@ class Settings(BaseSettings):
             " the namespace: every process must agree, and it must not change while tasks exist."
         ),
     )
+    dispatcher: Literal["streams", "arq"] = Field(
+        default="streams",
+        description=(
+            "How jobs reach the workers: `streams` (Redis Streams consumer group, the default) or `arq`"
+            " (the `[arq]` extra: jobs go to an arq queue and arq workers run them through"
+            " `mcp_tasks_redis.arq_dispatch.ArqTasks`; single Redis only, no per-owner quotas)."
+            " Every process of a deployment must agree."
+        ),
+    )
+    arq_queue: str | None = Field(
+        default=None,
+        description=(
+            "With `dispatcher=arq`: the arq queue (sorted set) of the jobs; default `{namespace}:arq:queue`."
+        ),
+    )
+    arq_job_timeout_s: float = Field(
+        default=300,
+        gt=0,
+        description=(
+            "With `dispatcher=arq`: arq's timeout for a task's run. It bounds every run, and arq's"
+            " in-progress key (this plus 10 s) is the lease: a lost worker's task runs again after it."
+        ),
+    )
     default_ttl_ms: int = Field(
         default=3_600_000,
         gt=0,

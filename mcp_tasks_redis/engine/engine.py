@@ -15,6 +15,7 @@ from mcp_tasks_redis.engine.connection import RedisConnection, connect, pubsub_c
 from mcp_tasks_redis.engine.errors import RedisUnavailable
 from mcp_tasks_redis.engine.events import EventHub
 from mcp_tasks_redis.engine.inbox import Inbox
+from mcp_tasks_redis.engine.keyed import KeyedDispatch
 from mcp_tasks_redis.engine.keys import KeySpace
 from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.record import TaskRecord
@@ -34,12 +35,19 @@ class TaskEngine:
         limits: TaskLimits | None = None,
         owns_client: bool = False,
         metrics: Metrics | None = None,
+        dispatcher: KeyedDispatch | None = None,
     ) -> None:
-        """``metrics``: where the engine counts (default: a registry of its own)."""
+        """``metrics``: where the engine counts (default: a registry of its own). ``dispatcher``:
+        where new tasks' jobs go when not the shards' streams (engine/keyed.py; e.g. arq)."""
         keys = KeySpace(namespace, shards)
+        limits = limits or TaskLimits()
+        if dispatcher is not None and limits.quotas:
+            # A task held back by its owner's quota is dispatched later by `admit`, into a stream.
+            raise ValueError(f"Per-owner quotas need the streams dispatcher, not {dispatcher.name}")
         self.metrics = metrics or Metrics()
-        self.conn = RedisConnection(redis, keys, limits or TaskLimits(), metrics=self.metrics)
-        self.tasks = Tasks(self.conn)
+        self.conn = RedisConnection(redis, keys, limits, metrics=self.metrics)
+        self.dispatcher = dispatcher
+        self.tasks = Tasks(self.conn, dispatcher)
         self.inbox = Inbox(self.conn)
         self.events = EventHub(
             lambda: pubsub_client(redis),
@@ -57,10 +65,16 @@ class TaskEngine:
         namespace: str = "mcp-tasks",
         shards: int = 1,
         limits: TaskLimits | None = None,
+        dispatcher: KeyedDispatch | None = None,
         **options: Any,
     ) -> TaskEngine:
         return cls(
-            connect(url, **options), namespace=namespace, shards=shards, limits=limits, owns_client=True
+            connect(url, **options),
+            namespace=namespace,
+            shards=shards,
+            limits=limits,
+            owns_client=True,
+            dispatcher=dispatcher,
         )
 
     @classmethod

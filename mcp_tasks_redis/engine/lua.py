@@ -60,6 +60,7 @@ class Scripts:
         self.admit = Script("admit")
         self.release = Script("release")
         self.delete = Script("delete")
+        self.claim = Script("claim")
 
 
 @cache

@@ -19,6 +19,8 @@ Field names in the Redis hash are short (they are repeated in every record):
           be dispatched again), ``pl`` its priority level when not normal (0 high, 2 low)
 ``r``     run number: bumped at every delivery after the first; fences stale workers
 ``a``     attempts counted (a hand-back on shutdown does not count)
+``w``     keyed dispatchers only (arq): the worker whose run is current; ``hb`` set when that run
+          was handed back (engine/scripts/claim.lua)
 ``res``   JSON: the tool's result (CallToolResult shape), ``err`` a JSON-RPC error object
 ``in``    JSON: outstanding input requests by key, ``ans`` the answers by key
 ``p``     JSON: the latest progress snapshot ``{v, t, m, at}``

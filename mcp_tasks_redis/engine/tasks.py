@@ -23,6 +23,7 @@ from mcp_tasks_redis.engine.errors import (
     TaskNotFound,
 )
 from mcp_tasks_redis.engine.events import encode_event
+from mcp_tasks_redis.engine.keyed import KeyedDispatch
 from mcp_tasks_redis.engine.keys import GROUP, is_valid_task_id
 from mcp_tasks_redis.engine.listing import Listing, ListScope, Page
 from mcp_tasks_redis.engine.quotas import Quotas, owner_key
@@ -71,8 +72,10 @@ class _Write:
 class Tasks:
     """Create, read, change, cancel, answer and delete tasks (the server side of the engine)."""
 
-    def __init__(self, conn: RedisConnection) -> None:
+    def __init__(self, conn: RedisConnection, keyed: KeyedDispatch | None = None) -> None:
+        """``keyed``: the dispatcher that receives the jobs, when not the shards' streams."""
         self.conn = conn
+        self.keyed = keyed
         self.quotas = Quotas(conn)
         self._listing = Listing(conn)
         self._index_expiry_set: dict[str, float] = {}
@@ -169,7 +172,14 @@ class Tasks:
         quota = self.quotas.spec(quota_owner)
         if quota:
             record += ["qo", quota_owner or ""]
-        keys = [shard.task(task_id), shard.streams[priority], *self.quotas.keys(shard, quota_owner)]
+        stream = shard.streams[priority]
+        dispatch: list[str | int | bytes] = [*entry]
+        mode, job_key, queue_key = ("1" if w.dispatch else "0"), stream, stream
+        if w.dispatch and self.keyed is not None:
+            keyed = self.keyed.job_for(task_id, now_ms())
+            mode, job_key, queue_key = "k", keyed.job_key, keyed.queue_key
+            dispatch = [keyed.payload]
+        keys = [shard.task(task_id), job_key, queue_key, *self.quotas.keys(shard, quota_owner)]
         refresh = "0"
         index_ttl = limits.max_ttl_ms + limits.grace_ms + INDEX_REFRESH_MS
         index = w.index
@@ -187,12 +197,12 @@ class Tasks:
                 task_id,
                 ttl + limits.grace_ms,
                 quota if w.dispatch else "",
-                "1" if w.dispatch else "0",
+                mode,
                 "1" if w.given else "0",
                 refresh,
                 index_ttl,
-                len(entry) // 2,
-                *entry,
+                len(dispatch),
+                *dispatch,
                 *record,
             ],
             task_id=task_id,

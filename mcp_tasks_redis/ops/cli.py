@@ -149,6 +149,10 @@ def worker(
         ),
     ] = None,
     host: HostOption = None,
+    dispatcher: Annotated[
+        Literal["streams", "arq"] | None,
+        typer.Option("--dispatcher", help="streams or arq (the [arq] extra) [env MCP_TASKS_DISPATCHER]."),
+    ] = None,
 ) -> None:
     """Run a worker process; SIGTERM hands its unfinished tasks back to the queue."""
     from mcp_tasks_redis.ops.processes import run_worker
@@ -160,10 +164,19 @@ def worker(
         namespace=namespace,
         metrics_port=metrics_port,
         host=host,
+        dispatcher=dispatcher,
     )
     logs.configure(settings.log_level, settings.log_format)
     registry = load_app(settings.app)
     require_redis(settings)
+    if settings.dispatcher == "arq":
+        try:
+            from mcp_tasks_redis.arq_dispatch.worker import run_arq_worker
+        except ImportError:
+            fail("the arq dispatcher needs arq", 'pip install "mcp-tasks-redis[arq]"')
+        with traced(settings, "worker"):
+            run_arq_worker(registry, settings, burst=burst)
+        return
     if settings.metrics_port is not None:
         ensure_port_free(settings.host, settings.metrics_port)
     with traced(settings, "worker"):

@@ -15,6 +15,7 @@ import signal
 
 from mcp_tasks_redis import wire
 from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.keyed import KeyedDispatch
 from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.registry import ToolRegistry
 from mcp_tasks_redis.engine.runtime.execution import ToolRunner
@@ -49,6 +50,35 @@ def engine_from(settings: Settings) -> TaskEngine:
         namespace=settings.namespace,
         shards=settings.shards,
         limits=limits_from(settings),
+        dispatcher=dispatcher_from(settings),
+    )
+
+
+def dispatcher_from(settings: Settings) -> KeyedDispatch | None:
+    """Where new tasks' jobs go: None for the shards' streams, else the dispatcher's queue."""
+    if settings.dispatcher == "streams":
+        return None
+    try:
+        from mcp_tasks_redis.arq_dispatch.jobs import ArqDispatch
+    except ImportError as e:
+        raise RuntimeError('MCP_TASKS_DISPATCHER=arq needs arq: pip install "mcp-tasks-redis[arq]"') from e
+    return ArqDispatch.for_namespace(settings.namespace, settings.arq_queue)
+
+
+def runner_for(
+    engine: TaskEngine,
+    registry: ToolRegistry,
+    *,
+    max_result_bytes: int | None = None,
+    progress_min_interval: float = 0.1,
+) -> ToolRunner:
+    """How any worker of ``engine`` runs the registry's tools, whichever dispatcher feeds it."""
+    return ToolRunner(
+        registry,
+        max_result_bytes=max_result_bytes,
+        progress_min_interval=progress_min_interval,
+        around=wire.around_run(engine),
+        defaults=engine.limits.default_policy(),
     )
 
 
@@ -63,12 +93,8 @@ def build_worker(
     worker_id: str | None = None,
 ) -> Worker:
     """A worker that runs the registry's tools for the tasks of ``engine``'s namespace."""
-    runner = ToolRunner(
-        registry,
-        max_result_bytes=max_result_bytes,
-        progress_min_interval=progress_min_interval,
-        around=wire.around_run(engine),
-        defaults=engine.limits.default_policy(),
+    runner = runner_for(
+        engine, registry, max_result_bytes=max_result_bytes, progress_min_interval=progress_min_interval
     )
     return Worker(engine, runner, concurrency=concurrency, burst=burst, worker_id=worker_id)
 
