@@ -11,12 +11,16 @@ STAMP := $(VENV)/.installed
 VENV2 := .venv2
 BIN2 := $(VENV2)/bin
 STAMP2 := $(VENV2)/.installed
+VENVARQ := .venv-arq
+BINARQ := $(VENVARQ)/bin
+STAMPARQ := $(VENVARQ)/.installed
 BENCH_ARGS ?=
 
-.PHONY: venv venv2 test test1 test2 clients-test deploy-test lint lint2 format demo bench clean
+.PHONY: venv venv2 venv-arq test test1 test2 test-arq clients-test deploy-test lint lint2 lint-arq format demo bench clean
 
 venv: $(STAMP)
 venv2: $(STAMP2)
+venv-arq: $(STAMPARQ)
 
 # Re-installs only when pyproject.toml changed since the last install (or the venv is new).
 $(STAMP): pyproject.toml
@@ -28,6 +32,13 @@ $(STAMP2): pyproject.toml
 	@test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
 	$(BIN2)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]" "mcp>=2.3,<3"
 	@touch $(STAMP2)
+
+# The [arq] extra pins redis-py below 6, so the arq dispatcher gets a venv of its own (mcp 1.x,
+# redis-py 5.x): the engine's fundamentals must hold on redis-py 5 too.
+$(STAMPARQ): pyproject.toml
+	@test -x $(BINARQ)/python || $(PYTHON) -m venv $(VENVARQ)
+	$(BINARQ)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,arq]" "mcp>=1.24,<2"
+	@touch $(STAMPARQ)
 
 # The deploy tests (tests/deploy: the image and the compose stack on a real Docker engine) have a
 # target of their own: they need Docker and take minutes.
@@ -42,6 +53,11 @@ test1: venv
 test2: venv2
 	$(BIN2)/pytest -q -m "not deploy"
 
+# The arq dispatcher (tests/arq: in-process, real arq worker processes, through the MCP server)
+# and the engine's fundamentals, on redis-py 5.x.
+test-arq: venv-arq
+	$(BINARQ)/pytest -q tests/fundamentals tests/arq
+
 # Real third-party clients (tests/clients, marker `clients`; also part of test / test2): FastMCP 3
 # (2025-11-25) from the mcp 1.x venv, FastMCP 4 (SEP-2663) from the 2.x one, each against servers of
 # both majors. Each client gets a venv of its own under tests/.venvs/ on first use (~45 s each, then
@@ -53,15 +69,20 @@ clients-test: venv venv2
 deploy-test: venv
 	$(BIN)/pytest -q -m deploy tests/deploy
 
-lint: venv venv2
+lint: venv venv2 venv-arq
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pyright
 	$(BIN2)/pyright -p pyrightconfig.v2.json
+	$(BINARQ)/pyright -p pyrightconfig.arq.json
 
 # mcp_v2 needs mcp 2.x: type-checked in .venv2 with its own config.
 lint2: venv2
 	$(BIN2)/pyright -p pyrightconfig.v2.json
+
+# arq_dispatch needs arq: type-checked in .venv-arq with its own config.
+lint-arq: venv-arq
+	$(BINARQ)/pyright -p pyrightconfig.arq.json
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -74,4 +95,4 @@ bench: venv
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV2) .pytest_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) $(VENV2) $(VENVARQ) .pytest_cache .ruff_cache .hypothesis dist build
