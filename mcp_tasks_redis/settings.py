@@ -100,6 +100,14 @@ class Settings(BaseSettings):
             " in-progress key (this plus 10 s) is the lease: a lost worker's task runs again after it."
         ),
     )
+    arq_poll_delay_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "With `dispatcher=arq`: how often `mcp-tasks-redis worker --dispatcher arq` polls arq's queue"
+            " (arq's `poll_delay`): the longest a new task waits for pickup on an idle worker."
+        ),
+    )
     default_ttl_ms: int = Field(
         default=3_600_000,
         gt=0,

@@ -160,8 +160,8 @@ class ArqTasks:
         )
         engine.metrics.declare_tools(registry.names(), "worker")
         await engine.events.ready()
-        ctx[CTX_KEY] = _Host(engine, runner, f"arq:{new_worker_id()}")
-        log.info("arq worker: MCP tasks of %s from queue %s", self.namespace, self.queue_name)
+        host = ctx[CTX_KEY] = _Host(engine, runner, f"arq:{new_worker_id()}")
+        log.info("worker %s started: MCP tasks from arq queue %s", host.worker_id, self.queue_name)
 
     async def on_shutdown(self, ctx: dict[Any, Any]) -> None:
         """arq's ``on_shutdown`` hook (call it from yours if you have one)."""
@@ -204,4 +204,7 @@ def run_arq_worker(registry: ToolRegistry, settings: Settings, *, burst: bool = 
     from arq.worker import run_worker
 
     tasks = ArqTasks.from_settings(registry, settings)
-    run_worker(tasks.worker_settings(burst=burst, max_jobs=settings.concurrency))  # type: ignore[arg-type]
+    options = tasks.worker_settings(
+        burst=burst, max_jobs=settings.concurrency, poll_delay=settings.arq_poll_delay_s
+    )
+    run_worker(options)  # type: ignore[arg-type]

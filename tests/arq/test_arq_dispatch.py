@@ -15,13 +15,16 @@ pytest.importorskip("arq", reason='the arq dispatcher needs the [arq] extra: pip
 import redis.asyncio as aioredis
 from arq.jobs import deserialize_job
 
-from mcp_tasks_redis.arq_dispatch import FUNCTION_NAME, json_deserializer, queue_name_for
+from mcp_tasks_redis.arq_dispatch import FUNCTION_NAME, ArqDispatch, json_deserializer, queue_name_for
 from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.outcome import Outcome
 from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
 from mcp_tasks_redis.engine.runtime.claimed import claim, run_claimed
 from mcp_tasks_redis.engine.runtime.execution import RunningTask, write_outcome
 from mcp_tasks_redis.engine.streams import Delivery
+from mcp_tasks_redis.ops.processes import engine_from
+from mcp_tasks_redis.settings import Settings
 from tests.arq.arq_app import CALLS, STOPPED
 from tests.arq.helpers import (
     arq_keys_left,
@@ -205,3 +208,26 @@ async def test_a_run_handed_back_on_shutdown_is_not_counted(
         await runner.on_shutdown(worker.ctx)
     finally:
         await drop_arq_keys(redis, [task.task_id])
+
+
+async def test_settings_choose_the_arq_dispatcher_for_every_process(namespace: str, redis_url: str) -> None:
+    settings = Settings(redis_url=redis_url, namespace=namespace, dispatcher="arq")
+    engine = engine_from(settings)
+    try:
+        assert isinstance(engine.dispatcher, ArqDispatch)
+        assert engine.dispatcher.queue_name == f"{namespace}:arq:queue"
+    finally:
+        await engine.close()
+    streams = engine_from(Settings(redis_url=redis_url, namespace=namespace))
+    assert streams.dispatcher is None
+    await streams.close()
+
+
+async def test_per_owner_quotas_need_the_streams_dispatcher(redis: aioredis.Redis, namespace: str) -> None:
+    with pytest.raises(ValueError, match="quotas need the streams dispatcher"):
+        TaskEngine(
+            redis,
+            namespace=namespace,
+            limits=TaskLimits(owner_max_running=2),
+            dispatcher=ArqDispatch.for_namespace(namespace),
+        )

@@ -276,6 +276,12 @@ class Stack:
         self.namespace = namespace
         self.workdir = workdir
         self.settings = {f"MCP_TASKS_{k.upper()}": str(v) for k, v in settings.items()}
+        # MCP_TASKS_TEST_DISPATCHER=arq runs the suites that use a Stack with the arq dispatcher
+        # (`make test-arq`; the [arq] extra installed): servers enqueue into arq, workers are arq's.
+        dispatcher = os.environ.get("MCP_TASKS_TEST_DISPATCHER")
+        if dispatcher:
+            self.settings.setdefault("MCP_TASKS_DISPATCHER", dispatcher)
+            self.settings.setdefault("MCP_TASKS_ARQ_POLL_DELAY_S", "0.02")
         self.processes: list[ProductProcess] = []
         self.stdio_logs: list[Path] = []
         self._counter = 0
