@@ -414,8 +414,14 @@ async def started_on(
 
 @pytest_asyncio.fixture
 async def engine(redis_url: str, namespace: str) -> AsyncIterator[TaskEngine]:
-    """A `TaskEngine` of the test process on the stack's Redis and namespace."""
-    task_engine = TaskEngine.from_url(redis_url, namespace=namespace)
+    """A `TaskEngine` of the test process on the stack's Redis and namespace (and its dispatcher:
+    see MCP_TASKS_TEST_DISPATCHER)."""
+    dispatcher = None
+    if os.environ.get("MCP_TASKS_TEST_DISPATCHER") == "arq":
+        from mcp_tasks_redis.arq_dispatch import ArqDispatch
+
+        dispatcher = ArqDispatch.for_namespace(namespace)
+    task_engine = TaskEngine.from_url(redis_url, namespace=namespace, dispatcher=dispatcher)
     try:
         yield task_engine
     finally:

@@ -151,7 +151,8 @@ async def run_claimed(
                 running.stop_reason = "handed back"
                 report.stopped("handed back")
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await hand_back(engine, d)
+                    handed = await hand_back(engine, d)
+                    log.info("task %s handed back on shutdown (%s)", d.task_id, handed, extra=extra)
                 raise
             if timer.cancelled_caught:
                 outcome = Outcome.of_error(
@@ -159,7 +160,9 @@ async def run_claimed(
                 )
             report.ran()
             if running.stop_reason is not None or outcome is None:
-                report.stopped(running.stop_reason or "stopped")
+                reason = running.stop_reason or "stopped"
+                report.stopped(reason)
+                log.info("task %s finished: stopped (%s)", d.task_id, reason, extra=extra)
                 return "stopped"
             if isinstance(outcome, RetryLater):
                 with report.retrying(outcome), contextlib.suppress(Exception):
@@ -167,7 +170,10 @@ async def run_claimed(
                 return outcome
             written = await write_outcome(engine, running, outcome)
             report.written(outcome, written)
-            log.info("task %s finished (%s)", d.task_id, written, extra=extra)
+            if written == "ok":
+                log.info("task %s finished", d.task_id, extra=extra)
+            else:
+                log.info("task %s finished; outcome dropped (%s)", d.task_id, written, extra=extra)
             return written
 
 
