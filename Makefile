@@ -16,7 +16,7 @@ BINARQ := $(VENVARQ)/bin
 STAMPARQ := $(VENVARQ)/.installed
 BENCH_ARGS ?=
 
-.PHONY: venv venv2 venv-arq test test1 test2 test-arq clients-test deploy-test lint lint2 lint-arq format demo bench clean
+.PHONY: venv venv2 venv-arq test test1 test2 test-arq test-arq-integration clients-test deploy-test lint lint2 lint-arq format demo bench clean
 
 venv: $(STAMP)
 venv2: $(STAMP2)
@@ -57,6 +57,13 @@ test2: venv2
 # and the engine's fundamentals, on redis-py 5.x.
 test-arq: venv-arq
 	$(BINARQ)/pytest -q tests/fundamentals tests/arq
+
+# The integration suite with every server and worker on the arq dispatcher (~6 min; not in CI).
+# Deselected: what the arq dispatcher does differently by design (docs/arq.md): a killed worker's
+# task waits out arq's job timeout + 10 s rather than the lease, no priorities, no quotas.
+test-arq-integration: venv-arq
+	MCP_TASKS_TEST_DISPATCHER=arq $(BINARQ)/pytest -q tests/integration \
+		-k "not sigkilled and not priority and not quota"
 
 # Real third-party clients (tests/clients, marker `clients`; also part of test / test2): FastMCP 3
 # (2025-11-25) from the mcp 1.x venv, FastMCP 4 (SEP-2663) from the 2.x one, each against servers of
