@@ -58,7 +58,10 @@ class ArqDispatch:
     def for_namespace(cls, namespace: str, queue_name: str | None = None) -> ArqDispatch:
         return cls(queue_name or queue_name_for(namespace))
 
+    def job_key(self, task_id: str) -> str:
+        return job_key_prefix + task_id
+
     def job_for(self, task_id: str, created_ms: int) -> KeyedJob:
         # arq's own serialize_job builds the payload, so its format is arq's whatever the version.
         payload = serialize_job(FUNCTION_NAME, (task_id,), {}, None, created_ms, serializer=json_serializer)
-        return KeyedJob(job_key=job_key_prefix + task_id, queue_key=self.queue_name, payload=payload)
+        return KeyedJob(job_key=self.job_key(task_id), queue_key=self.queue_name, payload=payload)

@@ -36,6 +36,10 @@ class KeyedDispatch(Protocol):
         """Its name in settings and logs (``arq``)."""
         ...
 
+    def job_key(self, task_id: str) -> str:
+        """The key of a task's job (kept alive by its worker's claim while the job may run)."""
+        ...
+
     def job_for(self, task_id: str, created_ms: int) -> KeyedJob:
         """The keys and payload of a new task's job (``created_ms``: this process's clock)."""
         ...

@@ -6,6 +6,7 @@ fences a run arq started again, counts attempts, and does not count a hand-back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -231,3 +232,40 @@ async def test_per_owner_quotas_need_the_streams_dispatcher(redis: aioredis.Redi
             limits=TaskLimits(owner_max_running=2),
             dispatcher=ArqDispatch.for_namespace(namespace),
         )
+
+
+async def test_a_claim_keeps_the_job_for_as_long_as_the_run_may_take(
+    engine: TaskEngine, redis: aioredis.Redis
+) -> None:
+    task = await engine.tasks.create(tool="echo", arguments={"text": "x"}, dispatch=True)
+    try:
+        job_key = f"arq:job:{task.task_id}"
+        assert await redis.pttl(job_key) <= task.ttl_ms + LIMITS.grace_ms
+        keep_ms = task.ttl_ms + LIMITS.grace_ms + 600_000
+        await claim(engine, task.task_id, "a", keep_ms)
+        # A job arq delivers again after the task's TTL still reaches a worker, which then fails
+        # the task visibly rather than arq dropping a job it can no longer read.
+        assert await redis.pttl(job_key) > task.ttl_ms + LIMITS.grace_ms
+        assert await redis.pttl(engine.keys.task(task.task_id)) > task.ttl_ms + LIMITS.grace_ms
+    finally:
+        await drop_arq_keys(redis, [task.task_id])
+
+
+async def test_a_job_delivered_after_its_task_expired_fails_the_task(
+    redis: aioredis.Redis, namespace: str, redis_url: str
+) -> None:
+    limits = dataclasses.replace(LIMITS, min_ttl_ms=1)
+    engine = TaskEngine(
+        redis, namespace=namespace, limits=limits, dispatcher=ArqDispatch.for_namespace(namespace)
+    )
+    try:
+        task = await engine.tasks.create(tool="echo", arguments={"text": "late"}, ttl_ms=1, dispatch=True)
+        calls = len(CALLS)
+        await run_burst(arq_tasks(engine, redis_url))
+        done = await finished(engine, task.task_id)
+        assert done.status is TaskStatus.FAILED
+        assert done.error == {"code": -32603, "message": "Task expired before a worker could run it"}
+        assert len(CALLS) == calls
+        assert await arq_keys_left(redis, [task.task_id]) == {}
+    finally:
+        await engine.close()

@@ -63,11 +63,13 @@ class _Watch:
 
 async def claim(engine: TaskEngine, task_id: str, worker_id: str, keep_ms: int) -> Delivery | str:
     """Claim the task's next run: its delivery, or why it must not run ('gone', or the terminal
-    status it has). ``keep_ms``: the record is kept at least that long (the run's longest)."""
+    status it has). ``keep_ms``: the record, and the dispatcher's job, are kept at least that long
+    (the run's longest)."""
     shard = engine.keys.shard_of(task_id)
+    job = [engine.dispatcher.job_key(task_id)] if engine.dispatcher is not None else []
     reply: Any = await engine.conn.run(
         engine.conn.scripts.claim,
-        [shard.task(task_id)],
+        [shard.task(task_id), *job],
         ["claim", task_id, worker_id, "", shard.channel, keep_ms],
         task_id=task_id,
     )

@@ -5,9 +5,12 @@
 -- `requeued` event stops its tool), and counts an attempt unless the earlier run was handed back.
 -- The record is kept for at least the run's longest duration. Mode 'back': a stopping worker
 -- hands its run back, so that the next claim does not count an attempt.
--- KEYS: 1 record
+-- The dispatcher's job key, when given, is kept as long: a job delivered again after the task's
+-- TTL must still reach the worker, which then fails the task visibly instead of the dispatcher
+-- dropping a job it can no longer read.
+-- KEYS: 1 record, 2 the dispatcher's job key (optional)
 -- ARGV: 1 mode ('claim' | 'back'), 2 task id, 3 worker id, 4 run handed back ('back'),
---       5 channel, 6 ms the record must be kept for at least ('claim')
+--       5 channel, 6 ms the record (and job) must be kept for at least ('claim')
 local cur = redis.call('HMGET', KEYS[1], 'st', 'r', 'a', 'c', 'ttl', 'tool', 'own', 'ses', 'job', 'w',
   'hb', 'pl')
 if not cur[1] then return false end
@@ -27,6 +30,9 @@ if cur[10] then
 else
   redis.call('HSET', KEYS[1], 'w', ARGV[3])
 end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+for i = 1, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl ~= -2 and ttl < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+end
 return { cur[1], run, attempt, cur[4], cur[5], cur[6] or '', cur[7] or '', cur[8] or '', cur[9] or '',
   cur[12] or '1' }
