@@ -269,3 +269,21 @@ async def test_a_job_delivered_after_its_task_expired_fails_the_task(
         assert await arq_keys_left(redis, [task.task_id]) == {}
     finally:
         await engine.close()
+
+
+async def test_a_run_that_breaks_the_worker_fails_its_task_rather_than_leave_it_working(
+    engine: TaskEngine, redis: aioredis.Redis
+) -> None:
+    task = await engine.tasks.create(tool="echo", arguments={"text": "x"}, dispatch=True)
+
+    async def broken(running: RunningTask, backend: object) -> Outcome:
+        raise RuntimeError("the runner itself failed")
+
+    try:
+        ended = await run_claimed(engine, broken, task.task_id, worker_id="a", time_limit_s=5)  # type: ignore[arg-type]
+        assert ended == "ok"
+        done = await finished(engine, task.task_id)
+        assert done.status is TaskStatus.FAILED
+        assert done.error == {"code": -32603, "message": "The worker failed to run the task"}
+    finally:
+        await drop_arq_keys(redis, [task.task_id])

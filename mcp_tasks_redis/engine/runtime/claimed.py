@@ -156,6 +156,14 @@ async def run_claimed(
                     handed = await hand_back(engine, d)
                     log.info("task %s handed back on shutdown (%s)", d.task_id, handed, extra=extra)
                 raise
+            except Exception:
+                # Said on the task, as a streams worker says it: the dispatcher would only log it
+                # (arq ends a job that raised for good), and the task would stay working.
+                log.exception("task %s: the worker failed to run it", d.task_id, extra=extra)
+                failure = Outcome.of_error(INTERNAL_ERROR, "The worker failed to run the task")
+                written = await write_outcome(engine, running, failure)
+                report.written(failure, written)
+                return written
             if timer.cancelled_caught:
                 outcome = Outcome.of_error(
                     REQUEST_TIMEOUT, f"Task ran past its dispatcher's job timeout ({limit:g} s)"
