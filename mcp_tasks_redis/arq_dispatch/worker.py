@@ -27,12 +27,15 @@ What arq decides and what the engine decides:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import Function, Retry, func
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from mcp_tasks_redis.arq_dispatch.jobs import (
     FUNCTION_NAME,
@@ -200,11 +203,28 @@ class ArqTasks:
 
 def run_arq_worker(registry: ToolRegistry, settings: Settings, *, burst: bool = False) -> None:
     """``mcp-tasks-redis worker --dispatcher arq``: an arq worker serving MCP tasks only, on arq's
-    own event loop and signal handling (SIGTERM: running tasks are handed back and run again)."""
-    from arq.worker import run_worker
+    own event loop and signal handling (SIGTERM: running tasks are handed back and run again).
+
+    arq's worker exits when Redis goes away (its poll raises); this one starts a new arq worker
+    until Redis answers again, as a process supervisor would, so that a Redis restart costs no
+    worker. The runs in progress finish first (arq waits for them as it closes).
+    """
+    from arq.worker import create_worker
 
     tasks = ArqTasks.from_settings(registry, settings)
     options = tasks.worker_settings(
         burst=burst, max_jobs=settings.concurrency, poll_delay=settings.arq_poll_delay_s
     )
-    run_worker(options)  # type: ignore[arg-type]
+    backoff = 0.2
+    while True:
+        worker = create_worker(options)  # type: ignore[arg-type]
+        try:
+            worker.run()
+            return
+        except (RedisConnectionError, OSError) as e:
+            log.warning("arq worker: Redis unreachable (%s); starting again in %.1f s", e, backoff)
+        # arq did not get to its on_shutdown: close this worker's engine before the next one.
+        with contextlib.suppress(Exception):
+            worker.loop.run_until_complete(tasks.on_shutdown(worker.ctx))
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)

@@ -282,6 +282,8 @@ class Stack:
         if dispatcher:
             self.settings.setdefault("MCP_TASKS_DISPATCHER", dispatcher)
             self.settings.setdefault("MCP_TASKS_ARQ_POLL_DELAY_S", "0.02")
+            # arq's lease is its job timeout + 10 s: short, so that a lost run is retried in tests.
+            self.settings.setdefault("MCP_TASKS_ARQ_JOB_TIMEOUT_S", "10")
         self.processes: list[ProductProcess] = []
         self.stdio_logs: list[Path] = []
         self._counter = 0
