@@ -53,10 +53,10 @@ test1: venv
 test2: venv2
 	$(BIN2)/pytest -q -m "not deploy"
 
-# The arq dispatcher (tests/arq: in-process, real arq worker processes, through the MCP server)
+# The arq dispatcher (tests/arq_dispatch: in-process, real arq worker processes, through the MCP server)
 # and the engine's fundamentals, on redis-py 5.x.
 test-arq: venv-arq
-	$(BINARQ)/pytest -q tests/fundamentals tests/arq
+	$(BINARQ)/pytest -q tests/fundamentals tests/arq_dispatch
 
 # The integration suite with every server and worker on the arq dispatcher (~6 min; not in CI).
 # Deselected: what the arq dispatcher does differently by design (docs/arq.md): a killed worker's

@@ -32,7 +32,7 @@ NEEDS_MAJOR: dict[int, tuple[str, ...]] = {
         "regressions/test_*.py",
         "topology/test_engine_on_topologies.py",
         "observability/test_wire_v1.py",
-        "arq/test_arq_mcp.py",
+        "arq_dispatch/test_arq_mcp.py",
     ),
     2: ("v2/*.py", "observability/test_wire_v2.py", "clients/test_fastmcp4.py"),
 }

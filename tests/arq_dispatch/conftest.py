@@ -4,7 +4,7 @@ cleaned after each test.
 arq names its per-job keys without any prefix of ours (``arq:job:<id>``, ``arq:in-progress:<id>``,
 ``arq:retry:<id>``, ``arq:result:<id>``; the job id is the task id), so the namespace fixture's
 key-hygiene check cannot see them: the tests check them by task id instead
-(`tests.arq.helpers.arq_keys_left`). The queue
+(`tests.arq_dispatch.helpers.arq_keys_left`). The queue
 (``{namespace}:arq:queue``) is a sorted set without a TTL, as in arq itself: arq removes each job
 as it ends and Redis drops the emptied set, so a test that ran its jobs leaves no queue; a test
 that only created jobs deletes it here.
@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from mcp_tasks_redis.engine.engine import TaskEngine
-from tests.arq.limits import LIMITS
+from tests.arq_dispatch.limits import LIMITS
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from arq.worker import Worker
 
 from mcp_tasks_redis.arq_dispatch import ArqTasks
 from mcp_tasks_redis.engine.engine import TaskEngine
-from tests.arq.arq_app import app
-from tests.arq.limits import LIMITS
+from tests.arq_dispatch.arq_app import app
+from tests.arq_dispatch.limits import LIMITS
 
 ARQ_PREFIXES = ("arq:job:", "arq:in-progress:", "arq:retry:", "arq:result:")
 

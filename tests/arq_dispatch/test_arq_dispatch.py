@@ -26,15 +26,15 @@ from mcp_tasks_redis.engine.runtime.execution import RunningTask, write_outcome
 from mcp_tasks_redis.engine.streams import Delivery
 from mcp_tasks_redis.ops.processes import engine_from
 from mcp_tasks_redis.settings import Settings
-from tests.arq.arq_app import CALLS, STOPPED
-from tests.arq.helpers import (
+from tests.arq_dispatch.arq_app import CALLS, STOPPED
+from tests.arq_dispatch.helpers import (
     arq_keys_left,
     arq_tasks,
     burst_worker,
     drop_arq_keys,
     run_burst,
 )
-from tests.arq.limits import LIMITS
+from tests.arq_dispatch.limits import LIMITS
 
 
 async def finished(engine: TaskEngine, task_id: str, timeout: float = 10) -> TaskRecord:

@@ -1,5 +1,5 @@
 """End to end through real arq worker processes: the documented path (``python -m arq`` on a team's
-own ``WorkerSettings``, tests/arq/arq_app.py) and ``mcp-tasks-redis worker --dispatcher arq``.
+own ``WorkerSettings``, tests/arq_dispatch/arq_app.py) and ``mcp-tasks-redis worker --dispatcher arq``.
 
 Tasks are created through the engine API as a server replica creates them; the workers are
 separate OS processes. A worker stopped with SIGTERM hands its task back and another runs it at
@@ -22,9 +22,9 @@ import redis.asyncio as aioredis
 from mcp_tasks_redis.arq_dispatch import ArqDispatch, queue_name_for
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
-from tests.arq.arq_app import worker_env
-from tests.arq.helpers import arq_keys_left
-from tests.arq.limits import LIMITS
+from tests.arq_dispatch.arq_app import worker_env
+from tests.arq_dispatch.helpers import arq_keys_left
+from tests.arq_dispatch.limits import LIMITS
 from tests.integration.stack import ProductProcess, Stack, product_command, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -55,10 +55,10 @@ async def remote(redis: aioredis.Redis, namespace: str) -> AsyncIterator[TaskEng
 
 
 def arq_settings_worker(stack: Stack, name: str, *, hold: bool) -> ProductProcess:
-    """``python -m arq tests.arq.arq_app.WorkerSettings``: a team's own settings, as documented."""
+    """``python -m arq tests.arq_dispatch.arq_app.WorkerSettings``: a team's own settings, as documented."""
     env = stack.env()  # MCP_TASKS_* are not read here: WorkerSettings says everything
     env.update(worker_env(stack.redis_url, stack.namespace, job_timeout_s=JOB_TIMEOUT_S, hold=hold))
-    argv = [sys.executable, "-m", "arq", "tests.arq.arq_app.WorkerSettings"]
+    argv = [sys.executable, "-m", "arq", "tests.arq_dispatch.arq_app.WorkerSettings"]
     worker = ProductProcess(name, argv, env, stack.workdir / f"{name}.log")
     stack.processes.append(worker)
     return worker
@@ -68,7 +68,7 @@ def cli_worker(stack: Stack, name: str, *, hold: bool) -> ProductProcess:
     """``mcp-tasks-redis worker --dispatcher arq`` on the test tools."""
     env = stack.env(dispatcher="arq", arq_job_timeout_s=str(JOB_TIMEOUT_S), max_attempts=LIMITS.max_attempts)
     env["ARQ_TEST_HOLD"] = "1" if hold else "0"
-    argv = [*product_command(), "worker", "--app", "tests.arq.arq_app:app", "--concurrency", "4"]
+    argv = [*product_command(), "worker", "--app", "tests.arq_dispatch.arq_app:app", "--concurrency", "4"]
     worker = ProductProcess(name, argv, env, stack.workdir / f"{name}.log")
     stack.processes.append(worker)
     return worker

@@ -16,7 +16,7 @@ pytest.importorskip("arq", reason='the arq dispatcher needs the [arq] extra: pip
 from mcp.types import TextContent
 
 from mcp_tasks_redis.engine.engine import TaskEngine
-from tests.arq.test_arq_worker_process import JOB_TIMEOUT_S, assert_arq_clean, cli_worker
+from tests.arq_dispatch.test_arq_worker_process import JOB_TIMEOUT_S, assert_arq_clean, cli_worker
 from tests.integration.procs import http_session, task_result, task_status
 from tests.integration.stack import Stack
 
@@ -41,7 +41,7 @@ def stack(request: pytest.FixtureRequest, redis_url: str, namespace: str, tmp_pa
 async def test_task_calls_through_the_mcp_server_run_on_an_arq_worker(
     stack: Stack, redis: aioredis.Redis, namespace: str
 ) -> None:
-    server = await stack.start_server(app="tests.arq.arq_app:app")
+    server = await stack.start_server(app="tests.arq_dispatch.arq_app:app")
     cli_worker(stack, "arq-worker", hold=True)
     async with http_session(server.url) as session:
         created = await session.experimental.call_tool_as_task("echo", {"text": "over MCP"})

@@ -1,7 +1,7 @@
 """The tools the arq dispatcher's tests run, and a ``WorkerSettings`` as a team would write one.
 
 In-process tests import the registry; the end-to-end tests start a real arq worker process on
-this module (``python -m arq tests.arq.arq_app.WorkerSettings``), configured by environment
+this module (``python -m arq tests.arq_dispatch.arq_app.WorkerSettings``), configured by environment
 variables (`worker_env`). The settings class uses arq's public hooks only: ``functions``,
 ``on_startup``, ``on_shutdown`` and the JSON job serializer settings.
 """
@@ -17,7 +17,7 @@ from mcp_tasks_redis.arq_dispatch import ArqTasks, json_deserializer, json_seria
 from mcp_tasks_redis.engine.context import ToolContext
 from mcp_tasks_redis.engine.policy import Retry
 from mcp_tasks_redis.engine.registry import ToolRegistry
-from tests.arq.limits import LIMITS
+from tests.arq_dispatch.limits import LIMITS
 
 app = ToolRegistry("arq-tests")
 CALLS: list[str] = []
