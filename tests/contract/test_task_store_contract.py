@@ -21,8 +21,8 @@ from mcp.shared.experimental.tasks.in_memory_task_store import InMemoryTaskStore
 from mcp.shared.experimental.tasks.store import TaskStore
 from mcp.types import INVALID_PARAMS, CallToolResult, TaskMetadata, TextContent
 
-from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.errors import TaskIsTerminal
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 
 MakeStore = Callable[..., Awaitable[TaskStore]]
@@ -51,7 +51,7 @@ async def make_store(backend: tuple[str, str] | None) -> AsyncIterator[MakeStore
         clients.append(client)
         # Short TTLs allowed and no grace period, so that the expiry tests run in milliseconds.
         limits = TaskLimits(list_page_size=page_size, min_ttl_ms=1, grace_ms=0)
-        store = RedisTaskStore(client, namespace=namespace, limits=limits, poll_s=0.2)
+        store = RedisTaskStore(client, namespace=namespace, limits=limits)
         made.append(store)
         return store
 

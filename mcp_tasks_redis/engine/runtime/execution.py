@@ -146,8 +146,10 @@ class ToolRunner:
             except InvalidArguments as e:
                 return Outcome.tool_error(str(e))
             except TaskCancelled as e:
-                if running.stop_reason is not None:
-                    raise anyio.get_cancelled_exc_class() from e
+                # Also when the run was stopped from outside (cancel, take-over, shutdown): the
+                # worker discards what comes back then. Raising a bare cancellation here instead
+                # could escape the run's scope before anyio delivers the scope's own, and cancel
+                # the worker's whole task group.
                 return from_exception(e)
             except Exception as e:
                 return self._after_failure(d, policy, e)
