@@ -23,6 +23,7 @@ from rich.table import Table
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import InvalidTransition, TaskIsTerminal, TaskNotFound
+from mcp_tasks_redis.engine.outcome import first_text
 from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
 from mcp_tasks_redis.ops.cli import NamespaceOption, RedisOption, require_redis, settings_with
 from mcp_tasks_redis.settings import Settings
@@ -134,11 +135,14 @@ def task_table(records: list[TaskRecord], *, title: str | None = None, now_ms: i
     for r in records:
         pct = percent(r)
         message = r.status_message or (r.progress.message if r.progress else None) or ""
-        style = _STATUS_STYLE.get(r.status.value, "")
+        if not message and r.is_error_result:
+            message = first_text(r.result) or ""  # why the tool failed
+        shown = "failed (tool error)" if r.is_error_result else r.status.value
+        style = _STATUS_STYLE.get(_shown_status(r).value, "")
         table.add_row(
             r.task_id,
             r.tool or "-",
-            f"[{style}]{r.status.value}[/]" if style else r.status.value,
+            f"[{style}]{shown}[/]" if style else shown,
             "-" if pct is None else f"{pct:.0f}%",
             message,
             _age(r.created_at_ms, now),
@@ -166,7 +170,7 @@ async def _newest(
             keys.append(name)
         if len(keys) >= scan_max:
             break
-    records = [r for r in await _records(engine, keys) if status is None or r.status == status]
+    records = [r for r in await _records(engine, keys) if status is None or _shown_status(r) == status]
     if status is TaskStatus.FAILED:
         seen = {r.task_id for r in records}
         records += [r for r in await _dead_letter(engine, limit) if r.task_id not in seen]
@@ -174,6 +178,12 @@ async def _newest(
     else:
         records.sort(key=lambda r: r.created_at_ms, reverse=True)
     return records[:limit]
+
+
+def _shown_status(record: TaskRecord) -> TaskStatus:
+    """The status an operator filters by: a tool's error result counts as failed (as on the
+    2025-11-25 wire; SEP-2663 calls it completed with ``isError``)."""
+    return TaskStatus.FAILED if record.is_error_result else record.status
 
 
 async def _dead_letter(engine: TaskEngine, limit: int) -> list[TaskRecord]:
@@ -244,7 +254,7 @@ def describe(record: TaskRecord) -> list[tuple[str, str]]:
     rows: list[tuple[str, Any]] = [
         ("id", record.task_id),
         ("tool", record.tool),
-        ("status", record.status.value),
+        ("status", record.status.value + (" (the tool's error result)" if record.is_error_result else "")),
         ("message", record.status_message),
         ("progress", None if pct is None else f"{pct:.0f}%{note}"),
         ("attempt", f"{record.attempt} of {allowed}" if isinstance(allowed, int) else record.attempt),

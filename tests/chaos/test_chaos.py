@@ -17,6 +17,7 @@ pytest.register_assert_rewrite("tests.integration.procs", "tests.chaos.chaoslib"
 from mcp_tasks_redis.engine.engine import TaskEngine  # noqa: E402
 from mcp_tasks_redis.engine.keys import GROUP  # noqa: E402
 from mcp_tasks_redis.engine.limits import TaskLimits  # noqa: E402
+from mcp_tasks_redis.engine.streams import StreamDispatch  # noqa: E402
 from tests.chaos.chaoslib import REAP_INTERVAL_S, ChaosConfig, ChaosRun  # noqa: E402
 from tests.integration.procs import Stack  # noqa: E402
 
@@ -76,6 +77,7 @@ async def pickup_without_start(stack: Stack, engine: TaskEngine, lease_ms: int) 
     task_id = record.task_id
     stream = engine.keys.shard_of(task_id).stream
     # What a worker's read does, by a consumer that then dies without a trace.
+    await StreamDispatch(engine.conn, "ghost").ensure_groups()
     delivered = await engine.redis.xreadgroup(GROUP, "ghost", {stream: ">"}, count=1)
     assert delivered, "the job must have been delivered to the ghost"
     assert delivered[0][1], "the job must have been delivered to the ghost"

@@ -34,7 +34,6 @@ import json
 import os
 import random
 import sys
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import LeaseLost, TaskIsTerminal
@@ -52,6 +50,7 @@ from mcp_tasks_redis.engine.outcome import Outcome
 from mcp_tasks_redis.engine.record import Progress, TaskRecord, TaskStatus
 from mcp_tasks_redis.engine.runtime.execution import RunningTask, write_outcome
 from mcp_tasks_redis.engine.streams import Delivery, RequeueMode, StreamDispatch
+from tests.chaos.chaoslib import TerminalEvents
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -149,54 +148,6 @@ class Consumer:
         """This worker's outcome of a delivery's run, written as a worker writes it (fenced)."""
         running = RunningTask(delivery, expires_ms=delivery.deadline_ms + self.engine.limits.grace_ms)
         return await write_outcome(self.engine, running, Outcome(result=result_of(by or self.name)))
-
-
-class TerminalEvents:
-    """Counts each task's terminal status events on its shard's channel, as every waiter sees them."""
-
-    SENTINEL = "~sentinel"
-
-    def __init__(self, redis_url: str, shard: Shard) -> None:
-        self.channel = shard.channel
-        self.client: aioredis.Redis = aioredis.Redis.from_url(redis_url)
-        self.pubsub = self.client.pubsub()
-        self.counts: Counter[str] = Counter()
-        self._seen: dict[str, asyncio.Event] = {}
-        self._reader: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> TerminalEvents:
-        await self.pubsub.subscribe(self.channel)
-        self._reader = asyncio.create_task(self._read())
-        await self.settle()  # subscribed and reading before anything happens
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._reader is not None
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-        await self.pubsub.aclose()
-        await self.client.aclose()
-
-    async def _read(self) -> None:
-        async for message in self.pubsub.listen():
-            if message["type"] != "message":
-                continue
-            task_id, _, body = message["data"].decode().partition(" ")
-            if task_id == self.SENTINEL:
-                self._seen.setdefault(body, asyncio.Event()).set()
-                continue
-            event = json.loads(body)
-            if event.get("k") == "status" and event.get("st") in TERMINAL:
-                self.counts[task_id] += 1
-
-    async def settle(self) -> None:
-        """Every event published before this call has been counted (one connection's messages
-        arrive in the order Redis executed the PUBLISHes)."""
-        token = uuid.uuid4().hex
-        seen = self._seen.setdefault(token, asyncio.Event())
-        await self.client.publish(self.channel, f"{self.SENTINEL} {token}")
-        await asyncio.wait_for(seen.wait(), 30)
-        del self._seen[token]
 
 
 def frozen_view(record: TaskRecord | None) -> tuple[Any, ...]:

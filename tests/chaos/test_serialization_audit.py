@@ -38,7 +38,6 @@ from tests.integration.procs import (  # noqa: E402
     Stack,
     http_session,
     started_on,
-    task_status,
 )
 
 pytest_plugins = ["tests.integration.procs"]
@@ -176,10 +175,14 @@ async def test_nothing_written_is_pickled(stack: Stack, engine: TaskEngine) -> N
         await audit(engine, namespace, seen)
         moments.append(moment)
 
-    answered = asyncio.Event()
+    asked_user, may_answer = asyncio.Event(), asyncio.Event()
 
     async def answer(_: Any, params: ElicitRequestParams) -> ElicitResult:
-        answered.set()
+        # The request reaches the client on its session's stream as soon as the tool asks; the
+        # answer is held back until the audits below have seen the request pending. (While this
+        # callback runs the client session handles no other message: no MCP call until then.)
+        asked_user.set()
+        await may_answer.wait()
         return ElicitResult(action="accept", content={"answer": "forty-two \u2603 \U0001f642"})
 
     notes = Notifications()
@@ -193,24 +196,24 @@ async def test_nothing_written_is_pickled(stack: Stack, engine: TaskEngine) -> N
         done = await create("slow_compute", {"seconds": 0.5}, progressToken="p-\u00e9")
         failed = await create("fail", {"message": "boom \u2620"})
         cancelled = await create("slow_compute", {"seconds": 30})
-        asked = await create("ask_user", {"question": "What is the answer? \u00bf"})
         await started_on(workers, cancelled)
         await session.experimental.cancel_task(cancelled)
+        asked = await create("ask_user", {"question": "What is the answer? \u00bf"})
 
         # 1. An input request is pending: stored on the task.
-        await task_status(session, asked, {"input_required"})
+        await asyncio.wait_for(asked_user.wait(), 10)
         await take("input pending")
 
         # 2. The client's reply is stored while the asking worker is frozen and cannot take it.
         asker, _ = await started_on(workers, asked)
         asker.send(signal.SIGSTOP)
         try:
-            fetch = asyncio.create_task(session.experimental.get_task_result(asked, CallToolResult))
-            await asyncio.wait_for(answered.wait(), 10)
+            may_answer.set()
             await wait_for_reply(engine, asked)
             await take("reply stored")
         finally:
             asker.send(signal.SIGCONT)
+        fetch = session.experimental.get_task_result(asked, CallToolResult)
         answer_result = await asyncio.wait_for(fetch, 20)
         assert not answer_result.isError
 

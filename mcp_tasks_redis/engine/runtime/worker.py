@@ -192,7 +192,7 @@ class Worker:
         extra = {"task_id": d.task_id, "tool": d.tool, "worker": self.worker_id, "attempt": d.attempt}
         listener = CallbackListener(d.task_id, lambda _, event: self._on_event(running, event))
         report: RunReport | None = None
-        interrupted = False
+        interrupted = release_quota = False
         try:
             with (
                 self.engine.events.listen(d.task_id, listener),
@@ -209,7 +209,7 @@ class Worker:
                 elif isinstance(outcome, Outcome) and running.stop_reason is None:
                     written = await write_outcome(self.engine, running, outcome)
                     report.written(outcome, written)
-                    await self._release_quota(d)
+                    release_quota = True
                     if written == "ok":
                         self.completed += 1
                         log.info("task %s finished", d.task_id, extra=extra)
@@ -237,6 +237,8 @@ class Worker:
             if not interrupted and running.stop_reason not in ("handed back", "retrying"):
                 self._ack(d)
             self.slots.give()
+        if release_quota:  # after the slot is free: the next job need not wait for it
+            await self._release_quota(d)
 
     async def _release_quota(self, d: Delivery) -> None:
         """The task's owner may start its next queued task (engine/quotas.py)."""
