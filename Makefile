@@ -44,8 +44,8 @@ $(STAMPARQ): pyproject.toml
 # target of their own: they need Docker and take minutes.
 # The whole suite, on both SDK majors: each venv runs its wire's tests (and the engine's), and
 # reports the other's skipped; the 2.x run includes the official conformance suite's tasks
-# scenarios (tests/v2/test_conformance.py).
-test: test1 test2
+# scenarios (tests/v2/test_conformance.py); then the arq dispatcher in its own venv (redis-py 5.x).
+test: test1 test2 test-arq
 
 test1: venv
 	$(BIN)/pytest -q -m "not deploy"

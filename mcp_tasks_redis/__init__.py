@@ -3,8 +3,8 @@
 The small public surface:
 
 - `ToolRegistry` and what a tool may ask for (`ToolContext`, `CancellationToken`, `RequestInfo`,
-  `ProgressReporter`, `ToolResult`, `ProtocolError`): one declaration of tools, imported by the
-  servers and the workers;
+  `ProgressReporter`, `ToolResult`, `ProtocolError`) and its task policy (`Retry`, `ToolTimeout`):
+  one declaration of tools, imported by the servers and the workers;
 - `TaskEngine` and `TaskLimits`: the protocol-neutral engine, for operators and embedders;
 - `build_worker`: a worker for a registry;
 - on `mcp` 1.x (the 2025-11-25 wire): `build_server`, and `RedisTaskStore` /
@@ -23,6 +23,7 @@ from mcp_tasks_redis.engine.context import CancellationToken, RequestInfo, ToolC
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.outcome import ProtocolError
+from mcp_tasks_redis.engine.policy import Retry, ToolTimeout
 from mcp_tasks_redis.engine.progress import ProgressReporter
 from mcp_tasks_redis.engine.registry import ToolRegistry
 from mcp_tasks_redis.engine.results import ToolResult
@@ -42,11 +43,13 @@ __all__ = [
     "ProgressReporter",
     "ProtocolError",
     "RequestInfo",
+    "Retry",
     "TaskEngine",
     "TaskLimits",
     "ToolContext",
     "ToolRegistry",
     "ToolResult",
+    "ToolTimeout",
 ]
 
 

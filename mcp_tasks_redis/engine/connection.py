@@ -4,7 +4,6 @@ failures and script refusals onto the engine's exceptions.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from mcp_tasks_redis.engine.cancelling import unless_cancelled
 from mcp_tasks_redis.engine.errors import (
     InvalidTransition,
     LeaseLost,
@@ -106,7 +106,7 @@ class RedisConnection:
         if durable and self.limits.replica_acks and not isinstance(self.redis, RedisCluster):
             return await self._run_durably(script, keys, args, task_id)
         try:
-            return _unless_cancelled(await script(self.redis, keys, args))
+            return await unless_cancelled(await script(self.redis, keys, args))
         except ReadOnlyError as e:
             raise self._unavailable(script.name, e) from e
         except ResponseError as e:
@@ -138,12 +138,12 @@ class RedisConnection:
                 acked,
                 self.limits.replica_acks,
             )
-        return _unless_cancelled(reply)
+        return await unless_cancelled(reply)
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """One plain command, with the same error mapping."""
         try:
-            return _unless_cancelled(await getattr(self.redis, method)(*args, **kwargs))
+            return await unless_cancelled(await getattr(self.redis, method)(*args, **kwargs))
         except REDIS_DOWN as e:
             raise self._unavailable(method, e) from e
 
@@ -154,22 +154,9 @@ class RedisConnection:
         for method, *args in commands:
             getattr(pipe, method)(*args)
         try:
-            return _unless_cancelled(await pipe.execute())  # type: ignore[no-any-return]
+            return await unless_cancelled(await pipe.execute())  # type: ignore[no-any-return]
         except REDIS_DOWN as e:
             raise self._unavailable(str(commands[0][0]) if commands else "pipeline", e) from e
-
-
-def _unless_cancelled(reply: Any) -> Any:
-    """The reply, unless the calling task was cancelled meanwhile.
-
-    redis-py can swallow a cancellation that lands while it reads a reply, and return the reply
-    instead: the cancelled caller would run on (a cancelled wait would wait forever). The task
-    still counts the request (``cancelling()``), so the cancellation is raised here again.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-    return reply
 
 
 def refusal(text: str, task_id: str) -> Exception:

@@ -26,6 +26,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from mcp_tasks_redis.engine.cancelling import cancel_and_wait, unless_cancelled
+
 log = logging.getLogger("mcp_tasks_redis.events")
 
 Event = dict[str, Any]
@@ -169,7 +171,7 @@ class EventHub:
                 await pubsub.subscribe(*self._channels)
                 pending = set(self._channels)
                 while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                    message = await unless_cancelled(await pubsub.get_message(timeout=5.0))
                     if message is None:
                         continue
                     kind = message.get("type")
@@ -233,9 +235,7 @@ class EventHub:
 
     async def close(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            await cancel_and_wait(self._reader)
             self._reader = None
 
 

@@ -21,13 +21,12 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.registry import ToolRegistry
+from mcp_tasks_redis.http_routes import service_routes
 from mcp_tasks_redis.mcp_v1.server import build_server
 from mcp_tasks_redis.mcp_v1.state import server_state
 from mcp_tasks_redis.settings import Settings
@@ -108,17 +107,6 @@ def http_app(
             Middleware(AuthContextMiddleware),
         ]
 
-    async def health(_: Request) -> JSONResponse:
-        try:
-            await engine.redis.ping()  # type: ignore[misc]
-        except Exception as e:  # any failure means "not healthy"; the body says why
-            return JSONResponse({"status": "unhealthy", "redis": str(e)}, status_code=503)
-        return JSONResponse({"status": "ok", "tools": registry.names()})
-
-    async def metrics(request: Request) -> Response:
-        body, content_type = await engine.metrics.render(request.headers.get("accept", ""))
-        return Response(body, headers={"Content-Type": content_type})
-
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncGenerator[None]:
         with warnings.catch_warnings():
@@ -130,7 +118,7 @@ def http_app(
                     await server_state(server).aclose()
 
     return Starlette(
-        routes=[Route("/health", health), Route("/metrics", metrics), *_exact_routes(path, mcp_endpoint)],
+        routes=[*service_routes(engine, registry), *_exact_routes(path, mcp_endpoint)],
         middleware=middleware,
         lifespan=lifespan,
     )

@@ -14,7 +14,6 @@ not hold, a request is routed in-process only, as with the SDK's in-memory queue
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -26,6 +25,7 @@ from mcp.shared.experimental.tasks.resolver import Resolver
 from mcp.types import INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
 from pydantic import ValidationError
 
+from mcp_tasks_redis.engine.cancelling import cancel_and_wait
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import RedisUnavailable, TaskNotFound
 from mcp_tasks_redis.engine.limits import TaskLimits
@@ -109,10 +109,7 @@ class RedisTaskMessageQueue(TaskMessageQueue):
     async def aclose(self) -> None:
         """Stop the reply waiters of this process and close the engine if this queue made it."""
         for waiter in list(self._waiters):
-            waiter.cancel()
-        for waiter in list(self._waiters):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await waiter
+            await cancel_and_wait(waiter)
         if self._owns_engine:
             await self.engine.close()
 

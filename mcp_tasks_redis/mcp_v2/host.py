@@ -14,12 +14,11 @@ from typing import Any
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.registry import ToolRegistry
+from mcp_tasks_redis.http_routes import service_routes
 from mcp_tasks_redis.mcp_v2.server import build_server
 from mcp_tasks_redis.settings import Settings
 
@@ -62,23 +61,12 @@ def http_app(
     )
     mcp_app = server.streamable_http_app(streamable_http_path=path, host=settings.host)
 
-    async def health(_: Request) -> Response:
-        try:
-            await engine.redis.ping()  # type: ignore[misc]
-        except Exception as e:  # any failure means "not healthy"; the body says why
-            return JSONResponse({"status": "unhealthy", "redis": str(e)}, status_code=503)
-        return JSONResponse({"status": "ok", "tools": registry.names()})
-
-    async def metrics(request: Request) -> Response:
-        body, content_type = await engine.metrics.render(request.headers.get("accept", ""))
-        return Response(body, headers={"Content-Type": content_type})
-
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncGenerator[None]:
         async with mcp_app.router.lifespan_context(mcp_app):
             yield
 
-    routes = [Route("/health", health), Route("/metrics", metrics), Mount("/", app=mcp_app)]
+    routes = [*service_routes(engine, registry), Mount("/", app=mcp_app)]
     return Starlette(routes=routes, lifespan=lifespan)
 
 

@@ -1,4 +1,4 @@
-"""Operator commands, straight from Redis: ``tasks ls|get|result|cancel|watch`` and ``health``.
+"""Operator commands, straight from Redis: ``tasks ls|get|result|cancel|retry|watch`` and ``health``.
 
 They read and change tasks through the engine, not through MCP: an operator sees every task of the
 namespace, whoever created it (no owner or session scoping), so give Redis access only to people
@@ -22,12 +22,13 @@ from rich.live import Live
 from rich.table import Table
 
 from mcp_tasks_redis.engine.engine import TaskEngine
-from mcp_tasks_redis.engine.errors import TaskIsTerminal, TaskNotFound
+from mcp_tasks_redis.engine.errors import InvalidTransition, TaskIsTerminal, TaskNotFound
+from mcp_tasks_redis.engine.outcome import first_text
 from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
 from mcp_tasks_redis.ops.cli import NamespaceOption, RedisOption, require_redis, settings_with
 from mcp_tasks_redis.settings import Settings
 
-__all__ = ["health_app", "percent", "task_table", "tasks_app"]
+__all__ = ["describe", "health_app", "percent", "task_table", "tasks_app"]
 
 T = TypeVar("T")
 
@@ -36,7 +37,9 @@ _SCOPE_NOTE = (
     " (not scoped to an owner or session, unlike MCP tasks/list)."
 )
 
-tasks_app = typer.Typer(help=f"List, inspect, cancel and watch tasks. {_SCOPE_NOTE}", no_args_is_help=True)
+tasks_app = typer.Typer(
+    help=f"List, inspect, cancel, re-run and watch tasks. {_SCOPE_NOTE}", no_args_is_help=True
+)
 health_app = typer.Typer(
     help="Health checks (exit 0 healthy, 1 not), for compose files and probes.", no_args_is_help=True
 )
@@ -96,7 +99,7 @@ async def _get(engine: TaskEngine, task_id: str) -> TaskRecord:
 def percent(record: TaskRecord) -> float | None:
     """The task's progress in percent, or None when the tool never reported any."""
     p = record.progress
-    if p is None:
+    if p is None or p.progress is None:
         return None
     return 100.0 * p.progress / p.total if p.total else p.progress
 
@@ -132,11 +135,14 @@ def task_table(records: list[TaskRecord], *, title: str | None = None, now_ms: i
     for r in records:
         pct = percent(r)
         message = r.status_message or (r.progress.message if r.progress else None) or ""
-        style = _STATUS_STYLE.get(r.status.value, "")
+        if not message and r.is_error_result:
+            message = first_text(r.result) or ""  # why the tool failed
+        shown = "failed (tool error)" if r.is_error_result else r.status.value
+        style = _STATUS_STYLE.get(_shown_status(r).value, "")
         table.add_row(
             r.task_id,
             r.tool or "-",
-            f"[{style}]{r.status.value}[/]" if style else r.status.value,
+            f"[{style}]{shown}[/]" if style else shown,
             "-" if pct is None else f"{pct:.0f}%",
             message,
             _age(r.created_at_ms, now),
@@ -147,20 +153,64 @@ def task_table(records: list[TaskRecord], *, title: str | None = None, now_ms: i
 
 
 async def _newest(
-    engine: TaskEngine, limit: int, status: TaskStatus | None, scan_max: int = 5000
+    engine: TaskEngine, limit: int, status: TaskStatus | None, scan_max: int = 10_000
 ) -> list[TaskRecord]:
-    """Newest tasks first; with ``status``, page on until ``limit`` match (scanning at most ``scan_max``)."""
-    found: list[TaskRecord] = []
-    cursor: str | None = None
-    scanned = 0
-    while len(found) < limit and scanned < scan_max:
-        page = await engine.tasks.list(cursor=cursor, limit=max(limit, 50) if status else limit)
-        scanned += len(page.tasks)
-        found += [r for r in page.tasks if status is None or r.status == status]
-        cursor = page.next_cursor
-        if cursor is None or status is None:
+    """Newest tasks first (by creation), with ``status`` only those; failed tasks come most
+    recent failure first.
+
+    Tasks that a server created are indexed per owner or per session, not store-wide, so the
+    operator's view walks the namespace's records with SCAN (at most ``scan_max`` of them; SCAN
+    never blocks Redis). Failed tasks also come from the shards' dead-letter index, which holds
+    every task a worker failed, however many tasks the namespace has.
+    """
+    keys: list[str] = []
+    async for key in cast(Any, engine.redis).scan_iter(match=engine.keys.scan_pattern, count=1000):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if not name.endswith(":inbox"):
+            keys.append(name)
+        if len(keys) >= scan_max:
             break
-    return found[:limit]
+    records = [r for r in await _records(engine, keys) if status is None or _shown_status(r) == status]
+    if status is TaskStatus.FAILED:
+        seen = {r.task_id for r in records}
+        records += [r for r in await _dead_letter(engine, limit) if r.task_id not in seen]
+        records.sort(key=lambda r: r.updated_at_ms, reverse=True)
+    else:
+        records.sort(key=lambda r: r.created_at_ms, reverse=True)
+    return records[:limit]
+
+
+def _shown_status(record: TaskRecord) -> TaskStatus:
+    """The status an operator filters by: a tool's error result counts as failed (as on the
+    2025-11-25 wire; SEP-2663 calls it completed with ``isError``)."""
+    return TaskStatus.FAILED if record.is_error_result else record.status
+
+
+async def _dead_letter(engine: TaskEngine, limit: int) -> list[TaskRecord]:
+    """Failed tasks, the most recent failure first, from each shard's failed-task index."""
+    scored: list[tuple[float, str]] = []
+    for shard in engine.keys.all_shards:
+        rows = cast(
+            list[tuple[bytes | str, float]],
+            await engine.conn.call("zrevrange", shard.failed, 0, limit - 1, withscores=True),
+        )
+        scored += [(float(score), shard.task(_text(member))) for member, score in rows]
+    scored.sort(reverse=True)
+    return await _records(engine, [key for _, key in scored[:limit]])
+
+
+async def _records(engine: TaskEngine, keys: list[str]) -> list[TaskRecord]:
+    """The records at ``keys`` (in order), skipping any that expired meanwhile."""
+    records: list[TaskRecord] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        raws = await engine.conn.pipeline(*[("hgetall", key) for key in chunk])
+        records += [r for r in (TaskRecord.from_hash(raw) for raw in raws if raw) if r is not None]
+    return records
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _console() -> Console:
@@ -186,26 +236,47 @@ def tasks_get(task_id: IdArg, redis_url: RedisOption = None, namespace: Namespac
     """Show everything stored about one task."""
     settings = _settings(redis_url, namespace)
     record = _run(settings, lambda e: _get(e, task_id))
+    for name, value in describe(record):
+        typer.echo(f"{name + ':':<11}{value}")
+
+
+_LEVELS = {0: "high", 1: "normal", 2: "low"}
+
+
+def describe(record: TaskRecord) -> list[tuple[str, str]]:
+    """What `tasks get` shows of a record, as (label, value) rows; rows without a value are left out."""
+    from mcp_tasks_redis.engine.telemetry.tracing import trace_id_of
+
     pct = percent(record)
     note = f" ({record.progress.message})" if record.progress and record.progress.message else ""
+    allowed = record.meta.get("attempts")
+    usage = record.usage or {}
     rows: list[tuple[str, Any]] = [
         ("id", record.task_id),
         ("tool", record.tool),
-        ("status", record.status.value),
+        ("status", record.status.value + (" (the tool's error result)" if record.is_error_result else "")),
         ("message", record.status_message),
         ("progress", None if pct is None else f"{pct:.0f}%{note}"),
-        ("attempt", f"{record.attempt} of {record.max_attempts}"),
-        ("worker", record.lease_owner),
+        ("attempt", f"{record.attempt} of {allowed}" if isinstance(allowed, int) else record.attempt),
+        ("priority", _LEVELS.get(record.priority, record.priority)),
+        ("queue wait", _ms(usage.get("wait_ms"))),
+        ("run time", _ms(usage.get("run_ms"))),
+        ("cpu time", _ms(usage.get("cpu_ms"))),
         ("created", record.created_at.isoformat(timespec="milliseconds")),
         ("updated", record.updated_at.isoformat(timespec="milliseconds")),
         ("ttl", f"{record.ttl_ms} ms"),
         ("owner", record.owner),
         ("session", record.session),
-        ("arguments", None if record.arguments is None else json.dumps(record.arguments)),
+        ("rerun of", record.meta.get("rerun_of")),
+        ("trace id", trace_id_of(record.meta)),
+        ("arguments", json.dumps(record.arguments)),
+        ("error", None if record.error is None else json.dumps(record.error)),
     ]
-    for name, value in rows:
-        if value is not None:
-            typer.echo(f"{name + ':':<11}{value}")
+    return [(name, str(value)) for name, value in rows if value is not None]
+
+
+def _ms(value: Any) -> str | None:
+    return f"{value:.0f} ms" if isinstance(value, int | float) else None
 
 
 @tasks_app.command("result", context_settings=_ID_FIRST)
@@ -248,17 +319,38 @@ def tasks_cancel(task_id: IdArg, redis_url: RedisOption = None, namespace: Names
     """Cancel a task that has not finished; its worker stops the tool within a poll interval."""
     settings = _settings(redis_url, namespace)
 
-    async def cancel(engine: TaskEngine) -> TaskRecord:
+    async def cancel(engine: TaskEngine) -> TaskStatus:
         before = await _get(engine, task_id)
         try:
-            return await engine.tasks.cancel(task_id, "Cancelled by an operator")
+            await engine.tasks.cancel(task_id, "Cancelled by an operator", tool=before.tool)
+            return TaskStatus.CANCELLED
         except TaskIsTerminal:
             _stop(f"task {task_id} already ended ({before.status.value}); nothing to cancel")
         except TaskNotFound:
             _stop(f"no task {task_id!r} in namespace {engine.keys.namespace!r}")
 
-    record = _run(settings, cancel)
-    typer.echo(f"{record.task_id} {record.status.value}")
+    status = _run(settings, cancel)
+    typer.echo(f"{task_id} {status.value}")
+
+
+@tasks_app.command("retry", context_settings=_ID_FIRST)
+def tasks_retry(task_id: IdArg, redis_url: RedisOption = None, namespace: NamespaceOption = None) -> None:
+    """Run a finished task's tool again, as a new task (same arguments, owner, session, priority).
+
+    The old task stays as it ended; the new one names it (`tasks get NEW` shows "rerun of") and
+    appears in the same owner's or session's task list, where its client finds it.
+    """
+    settings = _settings(redis_url, namespace)
+
+    async def rerun(engine: TaskEngine) -> TaskRecord:
+        before = await _get(engine, task_id)
+        try:
+            return await engine.tasks.rerun(task_id)
+        except InvalidTransition:
+            _stop(f"task {task_id} has not finished ({before.status.value}); only a finished task is re-run")
+
+    record = _run(settings, rerun)
+    typer.echo(f"{record.task_id} {record.status.value} (re-runs {task_id})")
 
 
 @tasks_app.command("watch", context_settings=_ID_FIRST)
@@ -292,23 +384,21 @@ def tasks_watch(
         if once:
             console.print(task_table(records, title=title))
             return
-        with Live(task_table(records, title=title), console=console, refresh_per_second=8) as live:
-            async with contextlib.AsyncExitStack() as stack:
-                # One task: its pub/sub channel wakes us at each change (--interval bounds the wait).
-                # The newest tasks: there is no channel for "any task", so refresh every --interval.
-                events = (
-                    await stack.enter_async_context(engine.events.watch(engine.keys.channel(task_id)))
-                    if task_id
-                    else None
-                )
-                while not (task_id and records and records[0].is_terminal):
-                    if events is None:
-                        await asyncio.sleep(interval)
-                    else:
-                        await events.next(interval)
-                        events.drain()
-                    records = await rows(engine)
-                    live.update(task_table(records, title=title))
+        # One task: its events wake us at each change (--interval bounds the wait).
+        # The newest tasks: there is no event for "any task", so refresh every --interval.
+        table = task_table(records, title=title)
+        with Live(table, console=console, refresh_per_second=8) as live, contextlib.ExitStack() as stack:
+            events = stack.enter_context(engine.events.listen(task_id)) if task_id else None
+            if events is not None:
+                await engine.events.ready()
+                records = await rows(engine)
+            while not (task_id and records and records[0].is_terminal):
+                if events is None:
+                    await asyncio.sleep(interval)
+                else:
+                    await events.next(interval)
+                records = await rows(engine)
+                live.update(task_table(records, title=title))
 
     _run(settings, watch)
 
@@ -328,7 +418,9 @@ def health_worker(
         members = cast(list[bytes], await cast(Any, engine.redis).zrange(engine.keys.workers, 0, -1))
         if not members:
             return []
-        raw: list[bytes | None] = await engine.redis.mget([engine.keys.worker(m.decode()) for m in members])
+        raw: list[bytes | str | None] = await engine.redis.mget(
+            [engine.keys.worker(m.decode()) for m in members]
+        )
         # A member whose key has expired is a worker that stopped reporting: not alive.
         return [cast(dict[str, Any], json.loads(r)) for r in raw if r]
 

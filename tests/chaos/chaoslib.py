@@ -20,14 +20,19 @@ import json
 import random
 import socket
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
 from mcp import ClientSession
 from mcp.shared.exceptions import McpError
 from mcp.types import CallToolResult
 
 from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.keys import GROUP, Shard
+from mcp_tasks_redis.engine.outcome import first_text
 from tests.integration.procs import LogRecord, ProductProcess, Stack, http_session
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -146,16 +151,77 @@ def worker_pid_prefix(pid: int) -> str:
 
 
 async def lease_holders(engine: TaskEngine, task_ids: list[str]) -> dict[str, tuple[str, int]]:
-    """task id -> (lease owner, attempt) for every unfinished task that holds a lease."""
+    """task id -> (worker holding its job, attempt) for every unfinished task whose job is pending
+    under a worker (the group's pending entries are the leases)."""
+    holders: dict[str, str] = {}
+    for shard in engine.keys.all_shards:
+        for stream in shard.streams:
+            pending = await engine.redis.xpending_range(stream, GROUP, "-", "+", 100_000)
+            holders.update({_text(p["message_id"]): _text(p["consumer"]) for p in pending})
     pipe = engine.redis.pipeline(transaction=False)
     for task_id in task_ids:
-        pipe.hmget(engine.keys.task(task_id), "status", "lease_owner", "attempt")
+        pipe.hmget(engine.keys.task(task_id), "st", "q", "a")
     rows: list[list[bytes | None]] = await pipe.execute()
     held: dict[str, tuple[str, int]] = {}
-    for task_id, (status, owner, attempt) in zip(task_ids, rows, strict=True):
-        if status is not None and status.decode() not in TERMINAL and owner is not None:
-            held[task_id] = (owner.decode(), int(attempt or 0))
+    for task_id, (status, entry, attempt) in zip(task_ids, rows, strict=True):
+        if status is None or status.decode() in TERMINAL or entry is None:
+            continue
+        holder = holders.get(entry.decode())
+        if holder is not None:
+            held[task_id] = (holder, int(attempt or 1))
     return held
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class TerminalEvents:
+    """Counts each task's terminal status events on its shard's channel, as every waiter sees them."""
+
+    SENTINEL = "~sentinel"
+
+    def __init__(self, redis_url: str, shard: Shard) -> None:
+        self.channel = shard.channel
+        self.client: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+        self.pubsub = self.client.pubsub()
+        self.counts: Counter[str] = Counter()
+        self._seen: dict[str, asyncio.Event] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TerminalEvents:
+        await self.pubsub.subscribe(self.channel)
+        self._reader = asyncio.create_task(self._read())
+        await self.settle()  # subscribed and reading before anything happens
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._reader is not None
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+    async def _read(self) -> None:
+        async for message in self.pubsub.listen():
+            if message["type"] != "message":
+                continue
+            task_id, _, body = message["data"].decode().partition(" ")
+            if task_id == self.SENTINEL:
+                self._seen.setdefault(body, asyncio.Event()).set()
+                continue
+            event = json.loads(body)
+            if event.get("k") == "status" and event.get("st") in TERMINAL:
+                self.counts[task_id] += 1
+
+    async def settle(self) -> None:
+        """Every event published before this call has been counted (one connection's messages
+        arrive in the order Redis executed the PUBLISHes)."""
+        token = uuid.uuid4().hex
+        seen = self._seen.setdefault(token, asyncio.Event())
+        await self.client.publish(self.channel, f"{self.SENTINEL} {token}")
+        await asyncio.wait_for(seen.wait(), 30)
+        del self._seen[token]
 
 
 def task_starts(processes: list[ProductProcess]) -> dict[str, list[tuple[float, int, str]]]:
@@ -186,6 +252,7 @@ class ChaosRun:
         self.expected: dict[str, dict[str, Any]] = {}  # task id -> {"tool": ..., "arguments": ...}
         self._starting: set[asyncio.Task[ProductProcess]] = set()
         self._counter = 0
+        self.events: TerminalEvents | None = None  # while the run goes on
 
     async def start_worker(self) -> ProductProcess:
         self._counter += 1
@@ -202,7 +269,9 @@ class ChaosRun:
             self.stack.start_server(), *(self.start_worker() for _ in range(cfg.workers))
         )
         chaos_began = time.monotonic()
-        async with http_session(server.url) as session:
+        shard = self.engine.keys.all_shards[0]  # the stack runs one shard
+        async with TerminalEvents(self.stack.redis_url, shard) as events, http_session(server.url) as session:
+            self.events = events
             submit = asyncio.create_task(self._submit(session))
             await self._kill_loop(chaos_began + cfg.duration_s)
             await submit
@@ -211,6 +280,7 @@ class ChaosRun:
             last_kill = time.monotonic()
             await self._settle()
             settle_s = time.monotonic() - last_kill
+            await events.settle()
             report = await self._collect(session)
         report.elapsed_s = time.monotonic() - began
         report.settle_s = settle_s
@@ -261,7 +331,7 @@ class ChaosRun:
         while time.monotonic() < deadline:
             pipe = self.engine.redis.pipeline(transaction=False)
             for task_id in ids:
-                pipe.hget(self.engine.keys.task(task_id), "status")
+                pipe.hget(self.engine.keys.task(task_id), "st")
             statuses = await pipe.execute()
             # (A task gone from Redis will not come back: it is counted as lost below.)
             if all(s is None or s.decode() in TERMINAL for s in statuses):
@@ -284,34 +354,32 @@ class ChaosRun:
             terminal_events = await self._terminal_events(task_id)
             if terminal_events != 1:
                 report.multiple_outcomes.append(f"{task_id}: {terminal_events} terminal events")
-            message = record.status_message or ""
-            if record.status.value == "completed":
+            # As the 2025-11-25 wire says it: a tool's error result is a failed task.
+            status = "failed" if record.is_error_result else record.status.value
+            message = record.status_message or first_text(record.result) or ""
+            if status == "completed":
                 report.completed += 1
                 if expected["tool"] != "slow_compute":
                     report.wrong_results.append(f"{task_id}: {expected['tool']} completed")
             elif (
-                record.status.value == "failed"
+                status == "failed"
                 and expected["tool"] == "fail"
                 and expected["arguments"]["message"] in message
             ):
                 report.failed_tool += 1
-            elif record.status.value == "failed" and message.startswith("Task abandoned"):
+            elif status == "failed" and message.startswith("Task abandoned"):  # attempts ran out
                 report.failed_exhausted += 1
             else:
-                report.failed_other.append(f"{task_id}: {record.status.value} {message!r}")
-            await self._check_result(session, task_id, expected, record.status.value, report)
+                report.failed_other.append(f"{task_id}: {status} {message!r}")
+            await self._check_result(session, task_id, expected, status, report)
         for kill in self.kills:
             for task_id, attempt in kill.held.items():
                 report.recoveries.append(self._recovery(kill, task_id, attempt, starts, report))
         return report
 
     async def _terminal_events(self, task_id: str) -> int:
-        entries = await self.engine.redis.xrange(self.engine.keys.events(task_id))
-        count = 0
-        for _, fields in entries:
-            event = json.loads(fields[b"e"])
-            count += event.get("type") == "status" and event.get("status") in TERMINAL
-        return count
+        assert self.events is not None
+        return self.events.counts[task_id]
 
     async def _check_result(
         self, session: ClientSession, task_id: str, expected: dict[str, Any], status: str, report: ChaosReport

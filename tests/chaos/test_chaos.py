@@ -14,10 +14,10 @@ import pytest
 
 pytest.register_assert_rewrite("tests.integration.procs", "tests.chaos.chaoslib")
 
-from mcp_tasks_redis.engine.dispatch import ARQ_IN_PROGRESS_PREFIX, ARQ_RETRY_PREFIX  # noqa: E402
-
-from mcp_tasks_redis.engine.limits import TaskLimits  # noqa: E402
 from mcp_tasks_redis.engine.engine import TaskEngine  # noqa: E402
+from mcp_tasks_redis.engine.keys import GROUP  # noqa: E402
+from mcp_tasks_redis.engine.limits import TaskLimits  # noqa: E402
+from mcp_tasks_redis.engine.streams import StreamDispatch  # noqa: E402
 from tests.chaos.chaoslib import REAP_INTERVAL_S, ChaosConfig, ChaosRun  # noqa: E402
 from tests.integration.procs import Stack  # noqa: E402
 
@@ -57,30 +57,30 @@ async def test_sigkilled_workers_lose_no_task(stack: Stack, engine: TaskEngine) 
     assert report.max_recovery_s <= report.recovery_bound_s, report.summary()
 
 
-async def test_worker_killed_between_pickup_and_claim(stack: Stack, redis_url: str, namespace: str) -> None:
-    """A worker dies in the instant between arq's pickup of the job (arq's in-progress lock set,
-    as arq's start_jobs does) and the engine's claim of the task: no lease was ever taken, so no
-    lease can lapse. The task must still run on another worker soon, not sit `working` under a
-    lock that arq keeps for the longest job timeout + 10 s."""
+async def test_worker_killed_between_pickup_and_start(stack: Stack, redis_url: str, namespace: str) -> None:
+    """A worker dies in the instant after XREADGROUP handed it the job and before it started the
+    tool: the job sits in the group's pending list under a consumer that will never renew it and
+    the task never showed a run. Another worker must still run it, within lease + reap interval,
+    not leave it `working` until its TTL runs out."""
     lease_ms = 2000
     stack.configure(lease_ms=lease_ms, poll_interval_ms=250)
     # The task is created as a server replica of this deployment would (same lease).
     engine = TaskEngine.from_url(redis_url, namespace=namespace, limits=TaskLimits(lease_ms=lease_ms))
     try:
-        await pickup_without_claim(stack, engine, lease_ms)
+        await pickup_without_start(stack, engine, lease_ms)
     finally:
         await engine.close()
 
 
-async def pickup_without_claim(stack: Stack, engine: TaskEngine, lease_ms: int) -> None:
+async def pickup_without_start(stack: Stack, engine: TaskEngine, lease_ms: int) -> None:
     record = await engine.tasks.create(tool="slow_compute", arguments={"seconds": 0.2}, dispatch=True)
     task_id = record.task_id
-    # What arq's start_jobs and run_job write before calling the job function (the worker's arq
-    # job timeout is the longest TTL, so its in-progress lock lasts max_ttl + 10 s).
-    in_progress_ms = engine.limits.max_ttl_ms + 10_000
-    await engine.redis.psetex(ARQ_IN_PROGRESS_PREFIX + task_id, in_progress_ms, b"1")
-    await engine.redis.incr(ARQ_RETRY_PREFIX + task_id)
-    await engine.redis.expire(ARQ_RETRY_PREFIX + task_id, 88400)
+    stream = engine.keys.shard_of(task_id).stream
+    # What a worker's read does, by a consumer that then dies without a trace.
+    await StreamDispatch(engine.conn, "ghost").ensure_groups()
+    delivered = await engine.redis.xreadgroup(GROUP, "ghost", {stream: ">"}, count=1)
+    assert delivered, "the job must have been delivered to the ghost"
+    assert delivered[0][1], "the job must have been delivered to the ghost"
     picked_at = time.time()
     worker = await stack.start_worker("survivor")
     started = await worker.wait_for_log(f"task {task_id} started", timeout_s=lease_ms / 1000 + 10)
@@ -89,5 +89,5 @@ async def pickup_without_claim(stack: Stack, engine: TaskEngine, lease_ms: int) 
     assert done.status.value == "completed", done
     assert started.ts is not None
     recovery = started.ts - picked_at
-    print(f"\npickup without claim -> run on another worker: {recovery:.2f} s (lease {lease_ms} ms)")
+    print(f"\npickup without start -> run on another worker: {recovery:.2f} s (lease {lease_ms} ms)")
     assert recovery < lease_ms / 1000 + REAP_INTERVAL_S + 3

@@ -7,7 +7,7 @@ processes, `install_response_router`), not that run_task is fit for distribution
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import anyio
@@ -35,11 +35,8 @@ from mcp.types import (
 )
 
 from mcp_tasks_redis.engine.engine import TaskEngine
-from mcp_tasks_redis.mcp_v1.queue import (
-    RedisTaskMessageQueue,
-    RedisTaskResultHandler,
-    install_response_router,
-)
+from mcp_tasks_redis.mcp_v1.queue import RedisTaskMessageQueue
+from mcp_tasks_redis.mcp_v1.router import RedisTaskResultHandler, install_response_router
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 
 # The SDK marks its whole tasks API deprecated in 1.x; these tests exercise it on purpose.
@@ -57,7 +54,7 @@ async def engine(redis_url: str, namespace: str) -> AsyncIterator[TaskEngine]:
 
 @pytest.fixture
 async def store(engine: TaskEngine) -> RedisTaskStore:
-    return RedisTaskStore(engine, poll_s=0.2)
+    return RedisTaskStore(engine)
 
 
 def text_of(result: CallToolResult) -> str:
@@ -160,7 +157,7 @@ def build_server(store: RedisTaskStore, queue: RedisTaskMessageQueue) -> tuple[S
 
 
 async def test_sdk_server_end_to_end(engine: TaskEngine, store: RedisTaskStore, redis_url: str) -> None:
-    queue = RedisTaskMessageQueue(engine, poll_s=0.2)
+    queue = RedisTaskMessageQueue(engine)
     server, _ = build_server(store, queue)
     install_response_router(server)
     with anyio.fail_after(30):
@@ -215,19 +212,19 @@ async def test_sdk_elicitation_round_trip(
     """ServerTaskContext.elicit via tasks/result. With our router the reply travels through the
     task's reply slot in Redis (so it may reach any process); with the SDK's default handler
     (store and queue swapped, nothing else) it still works in-process."""
-    queue = RedisTaskMessageQueue(engine, poll_s=0.2)
+    queue = RedisTaskMessageQueue(engine)
     server, _ = build_server(store, queue)
     if router == "redis":
         assert isinstance(install_response_router(server), RedisTaskResultHandler)
 
-    answered: list[tuple[str, str, dict[str, Any]]] = []
-    original = engine.inputs.answer
+    answered: list[tuple[str, str, Any]] = []
+    original = engine.tasks.answer
 
-    async def spy(task_id: str, key: str, reply: dict[str, Any]) -> bool:
-        answered.append((task_id, key, reply))
-        return await original(task_id, key, reply)
+    async def spy(task_id: str, answers: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        answered.extend((task_id, key, reply) for key, reply in answers.items())
+        return await original(task_id, answers)
 
-    monkeypatch.setattr(engine.inputs, "answer", spy)
+    monkeypatch.setattr(engine.tasks, "answer", spy)
     asked: list[str] = []
 
     async def on_elicit(

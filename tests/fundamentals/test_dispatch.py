@@ -95,6 +95,25 @@ async def test_a_job_left_idle_past_the_lease_is_delivered_again_with_a_new_run(
     )
 
 
+async def test_a_task_delivered_again_drops_the_lost_runs_unanswered_input_request(
+    engine: TaskEngine,
+) -> None:
+    task = await engine.tasks.create(tool="t", dispatch=True)
+    first = await take_one(worker(engine, "a"))
+    ask = {"method": "elicitation/create", "params": {"message": "?"}}
+    await engine.tasks.request_input(task.task_id, "answered", ask, fence=first.run)
+    await engine.tasks.answer(task.task_id, {"answered": {"action": "accept", "content": {}}})
+    await engine.tasks.request_input(task.task_id, "open", ask, fence=first.run)
+    b = worker(engine, "b")  # worker a dies while it waits for the answer
+    [taken] = await b.reclaim(first.shard, min_idle_ms=0)
+    assert await b.requeue(taken, "dead") == "requeued"
+    again = await engine.tasks.get(task.task_id)
+    assert again is not None
+    assert again.status is TaskStatus.WORKING
+    assert again.input_requests == {}  # nobody is waiting for "open" any more
+    assert set(again.answers) == {"answered"}
+
+
 async def test_a_task_whose_workers_keep_dying_ends_failed_with_the_reason(engine: TaskEngine) -> None:
     task = await engine.tasks.create(tool="t", dispatch=True)
     b = worker(engine, "b")

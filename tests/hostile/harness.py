@@ -22,8 +22,8 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.memory import create_connected_server_and_client_session
 from redis import Redis as SyncRedis
 
-from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.engine import TaskEngine
+from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.registry import ToolRegistry
 from mcp_tasks_redis.mcp_v1.server import build_server
 

@@ -34,10 +34,10 @@ from mcp.types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult, TextCont
 from redis import Redis as SyncRedis
 
 from mcp_tasks_redis.engine.limits import TaskLimits
+from mcp_tasks_redis.engine.outcome import to_result
 from mcp_tasks_redis.engine.registry import InvalidArguments
 from mcp_tasks_redis.engine.tasks import to_json
 from mcp_tasks_redis.examples.demo import app as demo_app
-from mcp_tasks_redis.mcp_v1.convert import to_call_tool_result
 from tests.hostile.harness import InProcessMCP, RawClient, snapshot
 
 pytest_plugins = ["tests.integration.procs"]
@@ -483,8 +483,7 @@ ROOT = str(Path(__file__).resolve().parents[2])
 
 def stored_result_size(text: str) -> int:
     """Bytes of echo's result as the task stores it."""
-    payload = to_call_tool_result(text).model_dump(mode="json", by_alias=True, exclude_none=True)
-    return len(to_json(payload, "result").encode())
+    return len(to_json(to_result(text), "result").encode())
 
 
 def result_at_limit(limit: int, char: str) -> str:

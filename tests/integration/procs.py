@@ -390,7 +390,8 @@ async def check_elicitation(open_session: Opener, workers: list[ProductProcess])
         )
         task_id = created.task.taskId
         await started_on(workers, task_id)
-        await task_status(session, task_id, {"input_required"})
+        # No poll for input_required here: the server delivers the request on the session's
+        # stream as soon as the tool asks, and the answer may come back before any poll.
         result = await task_result(session, task_id)
         assert not result.isError
         assert [c.text for c in result.content if isinstance(c, TextContent)] == ["forty-two"]
@@ -470,7 +471,8 @@ async def check_disconnect(open_a: Opener, open_b: Opener, workers: list[Product
         task_id = created.task.taskId
         worker, _ = await started_on(workers, task_id)
     async with open_b() as b:
-        assert (await b.experimental.get_task(task_id)).status == "working"
+        # Still running, or finished while B's session was being opened: never cancelled.
+        assert (await b.experimental.get_task(task_id)).status in ("working", "completed")
         result = await task_result(b, task_id)
         assert result.structuredContent == {"seconds": 3}
     await worker.wait_for_log(f"task {task_id} finished", timeout_s=5)

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,9 +23,9 @@ import redis.asyncio as aioredis
 from mcp.shared.experimental.tasks.message_queue import QueuedMessage
 from mcp.shared.experimental.tasks.resolver import Resolver
 from mcp.types import JSONRPCNotification, JSONRPCRequest, TaskMetadata
-from mcp_tasks_redis.mcp_v1.inbox import input_request_id
 
-from mcp_tasks_redis.engine.events import Watch
+from mcp_tasks_redis.engine.events import Listener
+from mcp_tasks_redis.mcp_v1.input_requests import input_request_id
 from mcp_tasks_redis.mcp_v1.queue import RedisTaskMessageQueue
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 
@@ -38,7 +38,8 @@ CHILD = """
 import asyncio, os
 from mcp.shared.experimental.tasks.message_queue import QueuedMessage
 from mcp.types import JSONRPCNotification
-from mcp_tasks_redis.mcp_v1.queue import RedisResponseRouter, RedisTaskMessageQueue
+from mcp_tasks_redis.mcp_v1.queue import RedisTaskMessageQueue
+from mcp_tasks_redis.mcp_v1.router import RedisResponseRouter
 from mcp_tasks_redis.mcp_v1.store import RedisTaskStore
 
 async def main() -> None:
@@ -69,7 +70,7 @@ asyncio.run(main())
 
 @pytest.fixture
 async def store(redis_url: str, namespace: str) -> AsyncIterator[RedisTaskStore]:
-    store = RedisTaskStore.from_url(redis_url, namespace=namespace, poll_interval_ms=300)
+    store = RedisTaskStore.from_url(redis_url, namespace=namespace, recheck_ms=300)
     yield store
     await store.aclose()
 
@@ -140,21 +141,18 @@ async def test_bounded_poll_wakes_the_waiter_without_pubsub(
 ) -> None:
     """Pub/sub may drop messages: with no event ever arriving, the poll still wakes the waiter."""
 
-    @contextlib.asynccontextmanager
-    async def deaf_watch(channel: str) -> AsyncGenerator[Watch]:
-        yield Watch(channel)  # never subscribed: nothing is ever pushed to it
+    @contextlib.contextmanager
+    def deaf_listen(task_id: str, listener: Listener | None = None) -> Iterator[Listener]:
+        yield listener or Listener(task_id)  # never registered: no event ever reaches it
 
-    monkeypatch.setattr(store.engine.events, "watch", deaf_watch)
+    monkeypatch.setattr(store.engine.events, "listen", deaf_listen)
     task = await store.create_task(TaskMetadata(ttl=60_000))
-    channel = store.engine.keys.channel(task.taskId)
     async with child(
         redis, redis_url, namespace, ACTION="update", TASK_ID=task.taskId, STATUS="completed"
     ) as go:
         waiter = asyncio.create_task(store.wait_for_update(task.taskId))
         await asyncio.wait({waiter}, timeout=0.5)
         assert not waiter.done()
-        subscribers: list[tuple[bytes, int]] = await cast(Any, redis).pubsub_numsub(channel)
-        assert dict(subscribers) == {channel.encode(): 0}
         await woke_within(waiter, await go(), "wait_for_update by polling only")
 
 

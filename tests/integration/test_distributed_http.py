@@ -74,12 +74,18 @@ async def test_sigkilled_worker_task_completes_on_the_other_worker(stack: Stack,
 
 
 async def test_sigterm_worker_hands_its_task_back_promptly(stack: Stack, engine: TaskEngine) -> None:
-    server, first = await asyncio.gather(stack.start_server(), stack.start_worker("worker-1", concurrency=1))
+    # Both workers are up before the task exists: the one that takes it is stopped, the other
+    # is already reading when the task comes back.
+    server, *workers = await asyncio.gather(
+        stack.start_server(),
+        stack.start_worker("worker-1", concurrency=1),
+        stack.start_worker("worker-2", concurrency=1),
+    )
     async with http_session(server.url) as session:
-        created = await session.experimental.call_tool_as_task("slow_compute", {"seconds": 2})
+        created = await session.experimental.call_tool_as_task("slow_compute", {"seconds": 4})
         task_id = created.task.taskId
-        await first.wait_for_log(f"task {task_id} started:")
-        second = await stack.start_worker("worker-2")
+        first, _ = await started_on(workers, task_id)
+        second = next(w for w in workers if w is not first)
         terminated_at = time.time()
         first.terminate()
         await first.wait_exit(timeout_s=10)
@@ -87,7 +93,7 @@ async def test_sigterm_worker_hands_its_task_back_promptly(stack: Stack, engine:
         assert first.find(f"task {task_id} handed back on shutdown") is not None
         _, rerun = await started_on([second], task_id)
         result = await task_result(session, task_id)
-        assert result.structuredContent == {"seconds": 2}
+        assert result.structuredContent == {"seconds": 4}
     assert rerun.ts is not None
     handed_over = rerun.ts - terminated_at
     record = await engine.tasks.get(task_id)

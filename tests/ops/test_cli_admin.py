@@ -6,7 +6,6 @@ subprocess. The end-to-end twin, with tasks run by real workers, is in test_cli_
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
@@ -18,6 +17,7 @@ from ops_support import assert_one_line_error, clean_env, run_cli
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.record import Progress, TaskStatus
+from mcp_tasks_redis.engine.tasks import now_ms
 
 
 @dataclass
@@ -26,6 +26,15 @@ class Seeded:
     completed: str
     failed: str
     env: dict[str, str]
+
+
+async def after_creation_ms(engine: TaskEngine, created_ms: int) -> None:
+    """Until Redis' clock has passed ``created_ms``: the next task is created strictly later, so
+    newest-first order is defined (creation times are in milliseconds)."""
+    while True:
+        seconds, micros = await engine.redis.time()
+        if seconds * 1000 + micros // 1000 > created_ms:
+            return
 
 
 @pytest_asyncio.fixture
@@ -39,7 +48,7 @@ async def seeded(redis_url: str, namespace: str) -> AsyncIterator[Seeded]:
             message="boom",
             result={"content": [{"type": "text", "text": "boom"}], "isError": True},
         )
-        await asyncio.sleep(0.01)  # distinct creation times (ms), so newest-first order is defined
+        await after_creation_ms(engine, failed.created_at_ms)
         completed = await engine.tasks.create(tool="slow_compute", arguments={"seconds": 1})
         await engine.tasks.update(
             completed.task_id,
@@ -47,12 +56,10 @@ async def seeded(redis_url: str, namespace: str) -> AsyncIterator[Seeded]:
             message="Completed",
             result={"content": [{"type": "text", "text": "Computed for 1 seconds"}]},
         )
-        await asyncio.sleep(0.01)
+        await after_creation_ms(engine, completed.created_at_ms)
         working = await engine.tasks.create(tool="long_report", arguments={"seconds": 60})
-        await engine.tasks.update(
-            working.task_id,
-            progress=Progress(progress=40, total=100, message="gather"),
-            message="gather: 40%",
+        await engine.tasks.report_progress(
+            working.task_id, Progress(progress=40, total=100, message="gather: 40%", at_ms=now_ms())
         )
         yield Seeded(working.task_id, completed.task_id, failed.task_id, clean_env(redis_url, namespace))
     finally:
@@ -88,7 +95,7 @@ def test_get_shows_the_record(seeded: Seeded) -> None:
     assert fields["id"].strip() == seeded.working
     assert fields["tool"].strip() == "long_report"
     assert fields["status"].strip() == "working"
-    assert fields["progress"].strip() == "40% (gather)"
+    assert fields["progress"].strip() == "40% (gather: 40%)"
     assert json.loads(fields["arguments"]) == {"seconds": 60}
 
 
@@ -119,6 +126,35 @@ def test_cancel_then_cancel_again(seeded: Seeded) -> None:
     assert_one_line_error(again, "already ended (cancelled)")
     finished = run_cli("tasks", "cancel", seeded.completed, env=seeded.env)
     assert_one_line_error(finished, "already ended (completed)")
+
+
+def test_ls_failed_shows_why_each_failed(seeded: Seeded) -> None:
+    listed = run_cli("tasks", "ls", "--status", "failed", env=seeded.env)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if seeded.failed in line)
+    assert "failed" in row
+    assert "boom" in row
+    assert seeded.completed not in listed.stdout
+    assert seeded.working not in listed.stdout
+
+
+def test_retry_runs_a_finished_task_again_as_a_new_task(seeded: Seeded) -> None:
+    retried = run_cli("tasks", "retry", seeded.failed, env=seeded.env)
+    assert retried.returncode == 0, retried.stderr
+    new_id, status = retried.stdout.split()[:2]
+    assert new_id != seeded.failed
+    assert status == "working"
+    shown = run_cli("tasks", "get", new_id, env=seeded.env)
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in shown.stdout.splitlines())}
+    assert fields["rerun of"] == seeded.failed
+    assert fields["tool"] == "fail"
+    assert json.loads(fields["arguments"]) == {"message": "boom"}
+    # The task that failed stays as it ended: a client holding its id still sees it failed.
+    old = run_cli("tasks", "get", seeded.failed, env=seeded.env).stdout
+    assert "status:    failed" in old
+    unfinished = run_cli("tasks", "retry", seeded.working, env=seeded.env)
+    assert unfinished.returncode == 1
+    assert_one_line_error(unfinished, "has not finished (working)")
 
 
 def test_watch_once(seeded: Seeded) -> None:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp.shared.exceptions import McpError
 from mcp.types import (
@@ -85,13 +86,18 @@ async def test_an_input_request_nobody_answers_ends_the_task_and_frees_its_slot(
         regressions_app.start_server(), regressions_app.start_worker(concurrency=1)
     )
 
-    async def answer(context: Any, params: ElicitRequestParams) -> ElicitResult:
-        return ElicitResult(action="accept", content={"answer": "too late"})
+    asked = asyncio.Event()
 
-    async with http_session(server.url, elicitation_callback=answer) as session:
+    async def walk_away(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.set()
+        await anyio.sleep_forever()  # the user closes the laptop: no answer ever comes
+        raise AssertionError("unreachable")
+
+    async with http_session(server.url, elicitation_callback=walk_away) as session:
         created = await session.experimental.call_tool_as_task("ask", {"question": "Still there?"}, ttl=2_000)
         task_id = created.task.taskId
         await started_on([worker], task_id)
+        await asyncio.wait_for(asked.wait(), 10)
     # A new session that cannot answer watches the task run out of time.
     async with http_session(server.url) as watcher:
         failed = await task_status(watcher, task_id, {"failed", "completed", "cancelled"}, timeout_s=15)

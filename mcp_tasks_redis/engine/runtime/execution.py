@@ -107,7 +107,10 @@ class ToolRunner:
     async def __call__(self, running: RunningTask, backend: RedisTaskBackend) -> RunResult:
         d = running.delivery
         started = now_ms()
-        running.usage.update(wait_ms=max(0, started - int(d.entry_id.partition("-")[0])), attempts=d.attempt)
+        # Queued since creation on the first run (a quota's owner queue included: the entry was
+        # added only when the task was let out of it); since it was delivered again on later runs.
+        queued_since = d.created_ms if d.run == 1 else int(d.entry_id.partition("-")[0])
+        running.usage.update(wait_ms=max(0, started - queued_since), attempts=d.attempt)
         try:
             return await self._run(running, backend)
         finally:
@@ -146,8 +149,10 @@ class ToolRunner:
             except InvalidArguments as e:
                 return Outcome.tool_error(str(e))
             except TaskCancelled as e:
-                if running.stop_reason is not None:
-                    raise anyio.get_cancelled_exc_class() from e
+                # Also when the run was stopped from outside (cancel, take-over, shutdown): the
+                # worker discards what comes back then. Raising a bare cancellation here instead
+                # could escape the run's scope before anyio delivers the scope's own, and cancel
+                # the worker's whole task group.
                 return from_exception(e)
             except Exception as e:
                 return self._after_failure(d, policy, e)
@@ -195,6 +200,9 @@ async def write_outcome(engine: TaskEngine, running: RunningTask, outcome: Outco
     d = running.delivery
     shard = d.shard
     status = TaskStatus.FAILED if outcome.error is not None else TaskStatus.COMPLETED
+    # The dead letter lists JSON-RPC failures and the tool's own error results alike (the
+    # 2025-11-25 wire calls both failed).
+    failure = status is TaskStatus.FAILED or (outcome.result or {}).get("isError") is True
     now = now_ms()
     message = outcome.message
     fields: list[str | int] = ["st", status.value, "msg", message, "u", now]
@@ -224,7 +232,7 @@ async def write_outcome(engine: TaskEngine, running: RunningTask, outcome: Outco
                     payload,
                     retain,
                     d.task_id,
-                    now if status is TaskStatus.FAILED else "",
+                    now if failure else "",
                     failed_index_ttl(engine.limits),
                     *fields,
                 ],

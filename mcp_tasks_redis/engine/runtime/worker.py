@@ -192,6 +192,7 @@ class Worker:
         extra = {"task_id": d.task_id, "tool": d.tool, "worker": self.worker_id, "attempt": d.attempt}
         listener = CallbackListener(d.task_id, lambda _, event: self._on_event(running, event))
         report: RunReport | None = None
+        interrupted = release_quota = False
         try:
             with (
                 self.engine.events.listen(d.task_id, listener),
@@ -208,7 +209,7 @@ class Worker:
                 elif isinstance(outcome, Outcome) and running.stop_reason is None:
                     written = await write_outcome(self.engine, running, outcome)
                     report.written(outcome, written)
-                    await self._release_quota(d)
+                    release_quota = True
                     if written == "ok":
                         self.completed += 1
                         log.info("task %s finished", d.task_id, extra=extra)
@@ -217,6 +218,11 @@ class Worker:
                 elif running.stop_reason is not None:
                     report.stopped(running.stop_reason)
                     log.info("task %s finished: stopped (%s)", d.task_id, running.stop_reason, extra=extra)
+        except anyio.get_cancelled_exc_class():
+            # Cancelled from outside the run's own scope: the entry stays pending, so the task is
+            # delivered again after its lease rather than acknowledged unfinished.
+            interrupted = running.stop_reason is None
+            raise
         except Exception:
             log.exception("task %s: the worker failed to run it", d.task_id, extra=extra)
             if running.stop_reason is None:
@@ -228,9 +234,11 @@ class Worker:
         finally:
             if self._running.get(d.task_id) is running:
                 del self._running[d.task_id]
-            if running.stop_reason not in ("handed back", "retrying"):
+            if not interrupted and running.stop_reason not in ("handed back", "retrying"):
                 self._ack(d)
             self.slots.give()
+        if release_quota:  # after the slot is free: the next job need not wait for it
+            await self._release_quota(d)
 
     async def _release_quota(self, d: Delivery) -> None:
         """The task's owner may start its next queued task (engine/quotas.py)."""

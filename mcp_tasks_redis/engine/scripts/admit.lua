@@ -4,7 +4,7 @@
 -- KEYS: 1 the task's record, 2-4 dispatch streams (high, normal, low), 5 owner's running set,
 --       6 owner's queue, 7 the shard's set of owners with queued tasks
 -- ARGV: 1 task id, 2 max running, 3 owner key, 4 channel, 5 running-set expiry ms
--- Returns {outcome, the queue's new head or false}.
+-- Returns {outcome, the queue's new head, or false when there is none or the owner is at its limit}.
 local id = ARGV[1]
 if redis.call('LINDEX', KEYS[6], 0) ~= id then return { 'moved', redis.call('LINDEX', KEYS[6], 0) } end
 local now = redis.call('TIME')[1] * 1000
@@ -24,4 +24,6 @@ redis.call('HSET', KEYS[1], 'q', q, 'msg', '', 'u', now)
 redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), id)
 redis.call('PEXPIRE', KEYS[5], ARGV[5])
 redis.call('PUBLISH', ARGV[4], status_event(id, cur[1], cjson.null, now))
+-- At its limit now, the owner can start nothing more: no head, so the caller stops asking.
+if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[2]) then return { 'admitted', false } end
 return { 'admitted', head }

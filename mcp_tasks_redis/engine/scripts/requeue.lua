@@ -1,7 +1,8 @@
 -- Deliver a task again from a fresh stream entry: after its worker died (mode 'dead', an attempt
 -- counted, the task failed once attempts run out), when a stopping worker hands it back ('back',
 -- not counted) or for a retry after a failure ('retry', counted, optionally after a delay).
--- The run number goes up, which fences the previous run out of the task.
+-- The run number goes up, which fences the previous run out of the task; a task left
+-- input_required by the previous run is working again, without that run's requests.
 -- KEYS: 1 record, 2 dispatch stream (the old entry's, and the new one's), 3 delayed set,
 --       4 the shard's failed-task index
 -- ARGV: 1 task id, 2 old entry id, 3 consumer group, 4 mode, 5 attempts allowed, 6 now ms,
@@ -30,6 +31,18 @@ if mode ~= 'back' then
 end
 drop_entry(KEYS[2], group, old)
 local fields = push({}, 'r', run, 'a', attempt)
+if cur[1] == 'input_required' then
+  -- The run that asked is gone: its unanswered requests go with it (a new run asks again, under
+  -- new keys), and the task is working again.
+  local names, has = redis.call('HKEYS', KEYS[1]), {}
+  for _, name in ipairs(names) do has[name] = true end
+  for _, name in ipairs(names) do
+    if string.sub(name, 1, 3) == 'in:' and not has['ans:' .. string.sub(name, 4)] then
+      redis.call('HDEL', KEYS[1], name)
+    end
+  end
+  push(fields, 'st', 'working', 'u', ARGV[6])
+end
 if ARGV[11] ~= '' then push(fields, 'msg', ARGV[11], 'u', ARGV[6]) end
 if ARGV[10] ~= '' and tonumber(ARGV[10]) > tonumber(ARGV[6]) then
   push(fields, 'q', '')

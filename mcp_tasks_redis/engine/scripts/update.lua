@@ -22,6 +22,8 @@ local fields = push({}, 'st', new, 'u', ARGV[4], 'msg', msg)
 if ARGV[9] ~= '' then push(fields, 'res', ARGV[9]) end
 if ARGV[10] ~= '' then push(fields, 'err', ARGV[10]) end
 redis.call('HSET', KEYS[1], unpack(fields))
+-- A cancel wins over an outcome staged before it: nothing of the abandoned run stays readable.
+if new == 'cancelled' and new ~= st then redis.call('HDEL', KEYS[1], 'res', 'err') end
 if TERMINAL[new] then drop_entry(level_stream(2, cur[5]), ARGV[6], cur[3]) end
 local event = { k = 'status', st = new, msg = msg, u = tonumber(ARGV[4]) }
 local head = cjson.encode(event)
