@@ -1,4 +1,4 @@
-"""Operator commands, straight from Redis: ``tasks ls|get|result|cancel|retry|watch`` and ``health``.
+"""Operator commands, straight from Redis: ``tasks ls|get|result|cancel|retry|watch``.
 
 They read and change tasks through the engine, not through MCP: an operator sees every task of the
 namespace, whoever created it (no owner or session scoping), so give Redis access only to people
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar, cast
@@ -28,7 +27,7 @@ from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
 from mcp_tasks_redis.ops.cli import NamespaceOption, RedisOption, require_redis, settings_with
 from mcp_tasks_redis.settings import Settings
 
-__all__ = ["describe", "health_app", "percent", "task_table", "tasks_app"]
+__all__ = ["describe", "percent", "run_on_engine", "stop", "task_table", "tasks_app"]
 
 T = TypeVar("T")
 
@@ -39,9 +38,6 @@ _SCOPE_NOTE = (
 
 tasks_app = typer.Typer(
     help=f"List, inspect, cancel, re-run and watch tasks. {_SCOPE_NOTE}", no_args_is_help=True
-)
-health_app = typer.Typer(
-    help="Health checks (exit 0 healthy, 1 not), for compose files and probes.", no_args_is_help=True
 )
 
 # Task ids are URL-safe base64 and may start with "-": pass unknown "-..." words on as the ID rather
@@ -54,12 +50,12 @@ IdArg = Annotated[
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _stop(message: str, code: int = 1) -> NoReturn:
+def stop(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
 
 
-def _run(settings: Settings, action: Callable[[TaskEngine], Awaitable[T]]) -> T:
+def run_on_engine(settings: Settings, action: Callable[[TaskEngine], Awaitable[T]]) -> T:
     """Run one async action on an engine for ``settings`` and close the engine afterwards."""
     from mcp_tasks_redis.ops.processes import engine_from
 
@@ -89,7 +85,7 @@ def _settings(redis_url: str | None, namespace: str | None) -> Settings:
 async def _get(engine: TaskEngine, task_id: str) -> TaskRecord:
     record = await engine.tasks.get(task_id)
     if record is None:
-        _stop(
+        stop(
             f"no task {task_id!r} in namespace {engine.keys.namespace!r}"
             " (it never existed, or its TTL ran out; `tasks ls` lists what there is)"
         )
@@ -227,7 +223,7 @@ def tasks_ls(
 ) -> None:
     """List the newest tasks (all owners and sessions: operator view)."""
     settings = _settings(redis_url, namespace)
-    records = _run(settings, lambda e: _newest(e, limit, status))
+    records = run_on_engine(settings, lambda e: _newest(e, limit, status))
     _console().print(task_table(records, title=f"tasks in {settings.namespace!r}"))
 
 
@@ -235,7 +231,7 @@ def tasks_ls(
 def tasks_get(task_id: IdArg, redis_url: RedisOption = None, namespace: NamespaceOption = None) -> None:
     """Show everything stored about one task."""
     settings = _settings(redis_url, namespace)
-    record = _run(settings, lambda e: _get(e, task_id))
+    record = run_on_engine(settings, lambda e: _get(e, task_id))
     for name, value in describe(record):
         typer.echo(f"{name + ':':<11}{value}")
 
@@ -299,10 +295,10 @@ def tasks_result(
             record = waited or record
         return record
 
-    record = _run(settings, fetch)
+    record = run_on_engine(settings, fetch)
     if not record.is_terminal:
         pct = percent(record)
-        _stop(
+        stop(
             f"task {task_id} has no result yet: {record.status.value}"
             + (f" at {pct:.0f}%" if pct is not None else "")
             + " (try --wait SECONDS or `tasks watch ID`)"
@@ -311,7 +307,7 @@ def tasks_result(
     if outcome is not None:
         typer.echo(json.dumps(outcome, indent=2, ensure_ascii=False))
     if record.status != TaskStatus.COMPLETED:
-        _stop(f"task {task_id} {record.status.value}: {record.status_message or 'no message'}")
+        stop(f"task {task_id} {record.status.value}: {record.status_message or 'no message'}")
 
 
 @tasks_app.command("cancel", context_settings=_ID_FIRST)
@@ -325,11 +321,11 @@ def tasks_cancel(task_id: IdArg, redis_url: RedisOption = None, namespace: Names
             await engine.tasks.cancel(task_id, "Cancelled by an operator", tool=before.tool)
             return TaskStatus.CANCELLED
         except TaskIsTerminal:
-            _stop(f"task {task_id} already ended ({before.status.value}); nothing to cancel")
+            stop(f"task {task_id} already ended ({before.status.value}); nothing to cancel")
         except TaskNotFound:
-            _stop(f"no task {task_id!r} in namespace {engine.keys.namespace!r}")
+            stop(f"no task {task_id!r} in namespace {engine.keys.namespace!r}")
 
-    status = _run(settings, cancel)
+    status = run_on_engine(settings, cancel)
     typer.echo(f"{task_id} {status.value}")
 
 
@@ -347,9 +343,9 @@ def tasks_retry(task_id: IdArg, redis_url: RedisOption = None, namespace: Namesp
         try:
             return await engine.tasks.rerun(task_id)
         except InvalidTransition:
-            _stop(f"task {task_id} has not finished ({before.status.value}); only a finished task is re-run")
+            stop(f"task {task_id} has not finished ({before.status.value}); only a finished task is re-run")
 
-    record = _run(settings, rerun)
+    record = run_on_engine(settings, rerun)
     typer.echo(f"{record.task_id} {record.status.value} (re-runs {task_id})")
 
 
@@ -400,69 +396,4 @@ def tasks_watch(
                 records = await rows(engine)
                 live.update(task_table(records, title=title))
 
-    _run(settings, watch)
-
-
-# -- health ----------------------------------------------------------------------------------------
-@health_app.command("worker")
-def health_worker(
-    any_host: Annotated[bool, typer.Option("--any-host", help="Accept a worker on any host.")] = False,
-    redis_url: RedisOption = None,
-    namespace: NamespaceOption = None,
-) -> None:
-    """Exit 0 if a worker on this host (hostname) reported within its health TTL, else 1 saying why."""
-    settings = settings_with(redis_url=redis_url, namespace=namespace)
-    host = socket.gethostname()
-
-    async def reports(engine: TaskEngine) -> list[dict[str, Any]]:
-        members = cast(list[bytes], await cast(Any, engine.redis).zrange(engine.keys.workers, 0, -1))
-        if not members:
-            return []
-        raw: list[bytes | str | None] = await engine.redis.mget(
-            [engine.keys.worker(m.decode()) for m in members]
-        )
-        # A member whose key has expired is a worker that stopped reporting: not alive.
-        return [cast(dict[str, Any], json.loads(r)) for r in raw if r]
-
-    from mcp_tasks_redis.ops.embedded import redis_answers
-
-    if not redis_answers(settings.resolved_redis_url, timeout=2.0):
-        _stop(f"unhealthy: Redis at {settings.resolved_redis_url} is unreachable")
-    live = _run(settings, reports)
-    mine = live if any_host else [r for r in live if r.get("host") == host]
-    if not mine:
-        where = "any host" if any_host else f"host {host!r}"
-        _stop(
-            f"unhealthy: no worker on {where} has reported in namespace {settings.namespace!r} within its"
-            f" health TTL ({len(live)} live worker(s) elsewhere)"
-        )
-    for r in mine:
-        age = time.time() - float(r.get("at", 0))
-        typer.echo(
-            f"ok: worker {r.get('worker')} running {r.get('running')}/{r.get('slots')},"
-            f" completed {r.get('completed')}, reported {age:.1f}s ago"
-        )
-
-
-@health_app.command("server")
-def health_server(
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            help="Health URL [default: http://HOST:PORT/health from MCP_TASKS_HOST / MCP_TASKS_PORT].",
-        ),
-    ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for it.")] = 3.0,
-) -> None:
-    """Exit 0 if the server's /health answers ok (Redis reachable from the server), else 1 saying why."""
-    from mcp_tasks_redis.ops.stack import http_health
-
-    if url is None:
-        settings = settings_with()
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        url = f"http://{host}:{settings.port}/health"
-    ok, detail = http_health(url, timeout=timeout)
-    if not ok:
-        _stop(f"unhealthy: {url}: {detail}")
-    typer.echo(f"ok: {url} {detail}")
+    run_on_engine(settings, watch)

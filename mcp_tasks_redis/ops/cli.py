@@ -287,7 +287,8 @@ def demo(
 
 def _add_sub_apps() -> None:
     # Imported here, after the helpers above exist: the sub-apps import them from this module.
-    from mcp_tasks_redis.ops.admin import health_app, tasks_app
+    from mcp_tasks_redis.ops.admin import tasks_app
+    from mcp_tasks_redis.ops.health import health_app
 
     cli.add_typer(tasks_app, name="tasks")
     cli.add_typer(health_app, name="health")
