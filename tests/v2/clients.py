@@ -85,5 +85,20 @@ async def namespace_state(redis: Redis, namespace: str) -> dict[bytes, Any]:
         kind = (await redis.type(name)).decode()  # type: ignore[union-attr]
         if b":worker" in name or kind == "stream":
             continue
-        state[name] = await redis.dump(name)
+        state[name] = await _content(redis, name, kind)
     return state
+
+
+async def _content(redis: Redis, name: bytes, kind: str) -> Any:
+    """A key's content, compared by value: DUMP is not stable for an unchanged key (a hash in
+    hashtable encoding serializes in its dict's order, which lookups change by rehashing)."""
+    r = cast(Any, redis)
+    if kind == "hash":
+        return ("hash", await r.hgetall(name))
+    if kind == "zset":
+        return ("zset", await r.zrange(name, 0, -1, withscores=True))
+    if kind == "list":
+        return ("list", await r.lrange(name, 0, -1))
+    if kind == "set":
+        return ("set", frozenset(await r.smembers(name)))
+    return (kind, await r.get(name) if kind == "string" else await r.dump(name))
