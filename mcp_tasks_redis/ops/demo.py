@@ -46,7 +46,7 @@ class _LateMessageAtClose(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return type(error).__name__ != "ClosedResourceError"
+        return type(error).__name__ not in ("ClosedResourceError", "BrokenResourceError")
 
 
 logging.getLogger("mcp.client.streamable_http").addFilter(_LateMessageAtClose())
