@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = [
     ROOT.parent / "shared/conformance/run-tasks.sh",
     ROOT.parent.parent / "shared/conformance/run-tasks.sh",
+    # The workplace's shared folder, for a checkout that lives elsewhere (a CI clone).
+    Path("/work/shared/conformance/run-tasks.sh"),
 ]
 RUNNER = Path(
     os.environ.get("MCP_TASKS_CONFORMANCE_RUNNER")
