@@ -1,8 +1,8 @@
 """SEP-2663 end to end: a real `mcp` 2.x client, two server replicas and two worker processes.
 
 Every test starts its own processes on one Redis namespace (``stack`` fixture) serving the
-conformance fixture tools (``workers.conformance``), and talks to replica A and replica B with
-the SDK's `Client` declaring the tasks extension: what one replica created, the other reads,
+conformance fixture tools (``mcp_tasks_redis.examples.conformance``), and talks to replica A and
+replica B with the SDK's `Client` declaring the tasks extension: what one replica created, the other reads,
 answers and cancels, through Redis only.
 """
 
@@ -36,7 +36,7 @@ pytest_plugins = ["tests.integration.stack"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-APP = "workers.conformance:app"
+APP = "mcp_tasks_redis.examples.conformance:app"  # in the wheel: also runs from .ci/wheel-check
 LEASE_MS = 2000
 
 
