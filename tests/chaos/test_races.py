@@ -52,7 +52,9 @@ from mcp_tasks_redis.engine.runtime.execution import RunningTask, write_outcome
 from mcp_tasks_redis.engine.streams import Delivery, RequeueMode, StreamDispatch
 from tests.chaos.chaoslib import TerminalEvents
 
-pytestmark = pytest.mark.timeout(180)
+# Thousands of trials each, meaningful only against a real Redis server (the in-process fakeredis
+# serializes every client, so nothing races there): slow, left out of the no-Redis pass.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 TRIALS = 1000
 WAVE = 100
