@@ -7,6 +7,7 @@ the Prometheus text format (docs/observability.md).
 
 from __future__ import annotations
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -14,7 +15,7 @@ from starlette.routing import Route
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.registry import ToolRegistry
 
-__all__ = ["service_routes"]
+__all__ = ["serve_app", "service_routes"]
 
 
 def service_routes(engine: TaskEngine, registry: ToolRegistry) -> list[Route]:
@@ -30,3 +31,11 @@ def service_routes(engine: TaskEngine, registry: ToolRegistry) -> list[Route]:
         return Response(body, headers={"Content-Type": content_type})
 
     return [Route("/health", health), Route("/metrics", metrics)]
+
+
+async def serve_app(app: Starlette, host: str, port: int) -> None:
+    """Serve a server's HTTP app with uvicorn until it is stopped."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    await uvicorn.Server(config).serve()

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mcp_tasks_redis.engine.cancelling import cancel_and_wait, unless_cancelled
+from mcp_tasks_redis.engine.replies import as_text as _text
 
 log = logging.getLogger("mcp_tasks_redis.events")
 
@@ -237,7 +238,3 @@ class EventHub:
         if self._reader is not None:
             await cancel_and_wait(self._reader)
             self._reader = None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -18,6 +18,7 @@ from mcp_tasks_redis.engine.connection import RedisConnection
 from mcp_tasks_redis.engine.errors import InvalidCursor
 from mcp_tasks_redis.engine.keys import Shard, is_valid_task_id
 from mcp_tasks_redis.engine.record import TaskRecord
+from mcp_tasks_redis.engine.replies import as_text as _text
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,3 @@ def decode_cursor(cursor: str, order: str) -> tuple[int, str]:
     ):
         raise InvalidCursor(cursor)
     return decoded[1], decoded[2]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

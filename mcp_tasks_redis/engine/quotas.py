@@ -19,6 +19,7 @@ from typing import Any
 
 from mcp_tasks_redis.engine.connection import RedisConnection
 from mcp_tasks_redis.engine.keys import Shard
+from mcp_tasks_redis.engine.replies import as_text as _text
 
 
 def owner_key(owner: str | None, session: str | None) -> str | None:
@@ -98,7 +99,3 @@ class Quotas:
                 continue
             admitted += await self.admit(shard, owner, head)
         return admitted
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from mcp_tasks_redis.engine.replies import as_text as _text
+
 
 class TaskStatus(StrEnum):
     WORKING = "working"
@@ -253,10 +255,6 @@ def _prefixed(h: dict[str, str], prefix: str, exclude: str | None = None) -> dic
             if exclude is None or exclude + key not in h:
                 out[key] = json.loads(value)
     return out
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _json(value: str | None) -> Any:

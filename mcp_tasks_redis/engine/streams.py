@@ -26,6 +26,7 @@ from mcp_tasks_redis.engine.limits import TaskLimits
 from mcp_tasks_redis.engine.lua import Arg
 from mcp_tasks_redis.engine.outcome import INTERNAL_ERROR
 from mcp_tasks_redis.engine.record import Job
+from mcp_tasks_redis.engine.replies import as_text as _text
 from mcp_tasks_redis.engine.tasks import now_ms
 
 RequeueMode = Literal["dead", "back", "retry"]
@@ -256,7 +257,3 @@ class StreamDispatch:
 def failed_index_ttl(limits: TaskLimits) -> int:
     """The failed-task index outlives every task it lists (members are pruned as they expire)."""
     return limits.max_ttl_ms + limits.grace_ms
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -28,6 +28,7 @@ from mcp_tasks_redis.engine.keys import GROUP, is_valid_task_id
 from mcp_tasks_redis.engine.listing import Listing, ListScope, Page
 from mcp_tasks_redis.engine.quotas import Quotas, owner_key
 from mcp_tasks_redis.engine.record import Job, Progress, TaskRecord, TaskStatus
+from mcp_tasks_redis.engine.replies import as_text as _text
 from mcp_tasks_redis.engine.telemetry.metrics import PRIORITY_NAMES
 from mcp_tasks_redis.engine.telemetry.tracing import META_KEY, create_span
 
@@ -412,7 +413,3 @@ class Tasks:
             task_id=task_id,
         )
         return bool(deleted)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.registry import ToolRegistry
-from mcp_tasks_redis.http_routes import service_routes
+from mcp_tasks_redis.http_routes import serve_app, service_routes
 from mcp_tasks_redis.mcp_v1.server import build_server
 from mcp_tasks_redis.mcp_v1.state import server_state
 from mcp_tasks_redis.settings import Settings
@@ -131,8 +131,5 @@ async def serve_http(
     *,
     token_verifier: TokenVerifier | None = None,
 ) -> None:
-    import uvicorn
-
     app = http_app(registry, engine, settings, token_verifier=token_verifier)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
-    await uvicorn.Server(config).serve()
+    await serve_app(app, settings.host, settings.port)

@@ -18,7 +18,7 @@ from starlette.routing import Mount
 
 from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.registry import ToolRegistry
-from mcp_tasks_redis.http_routes import service_routes
+from mcp_tasks_redis.http_routes import serve_app, service_routes
 from mcp_tasks_redis.mcp_v2.server import build_server
 from mcp_tasks_redis.settings import Settings
 
@@ -77,8 +77,5 @@ async def serve_http(
     *,
     token_verifier: TokenVerifier | None = None,
 ) -> None:
-    import uvicorn
-
     app = http_app(registry, engine, settings, token_verifier=token_verifier)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
-    await uvicorn.Server(config).serve()
+    await serve_app(app, settings.host, settings.port)

@@ -24,6 +24,7 @@ from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.errors import InvalidTransition, TaskIsTerminal, TaskNotFound
 from mcp_tasks_redis.engine.outcome import first_text
 from mcp_tasks_redis.engine.record import TaskRecord, TaskStatus
+from mcp_tasks_redis.engine.replies import as_text as _text
 from mcp_tasks_redis.ops.cli import NamespaceOption, RedisOption, require_redis, settings_with
 from mcp_tasks_redis.settings import Settings
 
@@ -203,10 +204,6 @@ async def _records(engine: TaskEngine, keys: list[str]) -> list[TaskRecord]:
         raws = await engine.conn.pipeline(*[("hgetall", key) for key in chunk])
         records += [r for r in (TaskRecord.from_hash(raw) for raw in raws if raw) if r is not None]
     return records
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _console() -> Console:

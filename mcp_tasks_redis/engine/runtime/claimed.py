@@ -25,6 +25,7 @@ from mcp_tasks_redis.engine.engine import TaskEngine
 from mcp_tasks_redis.engine.events import CallbackListener, Event
 from mcp_tasks_redis.engine.outcome import INTERNAL_ERROR, REQUEST_TIMEOUT, Outcome
 from mcp_tasks_redis.engine.record import Job
+from mcp_tasks_redis.engine.replies import as_text as _text
 from mcp_tasks_redis.engine.runtime.backend import RedisTaskBackend
 from mcp_tasks_redis.engine.runtime.execution import RetryLater, RunningTask, ToolRunner, write_outcome
 from mcp_tasks_redis.engine.runtime.observed import observed_run
@@ -195,7 +196,3 @@ def _refusal(d: Delivery, max_attempts: int) -> str | None:
     if d.attempt > allowed:
         return f"Task abandoned: its worker was lost {d.attempt - 1} time(s)"
     return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
